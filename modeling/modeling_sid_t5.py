@@ -1,0 +1,133 @@
+"""SID-T5: a T5 encoder-decoder that reads a history of semantic IDs and generates the next one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import T5ForConditionalGeneration
+from transformers.utils import ModelOutput
+
+from .configuration_sid_t5 import SIDT5Config
+from .logits_process_sid import PrefixTrieLogitsProcessor
+from .sid_beam_search import constrained_beam_search
+
+
+@dataclass
+class Recommendations(ModelOutput):
+    """Top-k items per user, best first.
+
+    Attributes:
+        items: (B, k) item indices; -1 only when the catalogue has fewer than k items.
+        scores: (B, k) summed log-probabilities of the items' semantic IDs.
+    """
+
+    items: torch.LongTensor | None = None
+    scores: torch.FloatTensor | None = None
+
+
+class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
+    """T5 for next-semantic-ID generation (TIGER's recommender).
+
+    ``forward`` is T5's (teacher-forced cross-entropy on the target item's code tokens);
+    ``generate`` is the stock one, to be constrained with :meth:`trie_logits_processor`;
+    :meth:`recommend` is the fast constrained beam search used for serving and evaluation.
+    """
+
+    config_class = SIDT5Config
+
+    def __init__(self, config: SIDT5Config):
+        super().__init__(config)
+        # Decoding a semantic ID is fixed-length beam search; TIGER ranks with 20 beams.
+        self.generation_config.num_beams = 20
+        self.generation_config.max_new_tokens = config.num_code_levels
+        self.generation_config.min_new_tokens = config.num_code_levels
+        self.generation_config.do_sample = False
+
+    def trie_logits_processor(self, tokenizer) -> PrefixTrieLogitsProcessor:
+        """The vectorised trie processor for stock ``generate``, from a ``SemanticIDTokenizer``."""
+        return PrefixTrieLogitsProcessor(tokenizer.trie)
+
+    def _check_tokenizer(self, tokenizer) -> None:
+        expected = (self.config.num_code_levels, self.config.codebook_size, self.config.vocab_size)
+        found = (tokenizer.num_levels, tokenizer.codebook_size, tokenizer.vocab_size)
+        if expected != found:
+            raise ValueError(
+                f"Tokenizer (levels, codebook size, vocab) = {found} does not match the model's {expected}; "
+                "load the tokenizer saved with this model."
+            )
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        histories: list[list[int]],
+        tokenizer,
+        top_k: int = 10,
+        num_beams: int | None = None,
+        users: list[int] | None = None,
+        batch_size: int = 256,
+    ) -> Recommendations:
+        """Top-``top_k`` item indices for each history, by trie-constrained beam search.
+
+        Every returned item exists in the tokenizer's catalogue and no list repeats an item (each
+        beam ends on a distinct full semantic ID, which is one item). Histories longer than the
+        tokenizer's ``max_history`` keep their most recent items; an empty history or an unknown
+        item raises ``ValueError`` (see ``SemanticIDTokenizer.encode_histories``).
+
+        Args:
+            histories: item indices per user, oldest first.
+            tokenizer: the ``SemanticIDTokenizer`` saved with this model.
+            top_k: items per user.
+            num_beams: beam width (default ``generation_config.num_beams``); must be >= ``top_k``.
+            users: user ids for the hashed user token, when the model uses one.
+            batch_size: users per forward pass.
+        """
+        self._check_tokenizer(tokenizer)
+        num_beams = num_beams or self.generation_config.num_beams
+        was_training = self.training
+        self.eval()
+        trie = tokenizer.trie
+        items, scores = [], []
+        for start in range(0, len(histories), batch_size):
+            chunk_users = users[start : start + batch_size] if users is not None else None
+            batch = tokenizer.encode_histories(histories[start : start + batch_size], users=chunk_users)
+            batch = batch.to(self.device)
+            found, score = constrained_beam_search(
+                self, batch["input_ids"], batch["attention_mask"], trie, num_beams=num_beams, top_k=top_k
+            )
+            items.append(found.cpu())
+            scores.append(score.cpu())
+        self.train(was_training)
+        return Recommendations(items=torch.cat(items), scores=torch.cat(scores))
+
+    @torch.no_grad()
+    def recommend_with_generate(
+        self,
+        histories: list[list[int]],
+        tokenizer,
+        top_k: int = 10,
+        num_beams: int | None = None,
+        users: list[int] | None = None,
+    ) -> Recommendations:
+        """The same ranking through the stock ``generate(num_beams=...)`` and the trie processor.
+
+        Slower than :meth:`recommend`; kept as the reference it is tested against and benchmarked
+        beside, and as the example of constrained decoding with the plain Hugging Face API.
+        """
+        self._check_tokenizer(tokenizer)
+        num_beams = num_beams or self.generation_config.num_beams
+        batch = tokenizer.encode_histories(histories, users=users).to(self.device)
+        output = self.generate(
+            **batch,
+            num_beams=num_beams,
+            num_return_sequences=top_k,
+            early_stopping=True,
+            length_penalty=0.0,
+            logits_processor=[self.trie_logits_processor(tokenizer)],
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        codes = output.sequences[:, 1 : 1 + self.config.num_code_levels].cpu()
+        items = tokenizer.items_from_token_ids(codes).view(len(histories), top_k)
+        scores = output.sequences_scores.cpu().view(len(histories), top_k)
+        return Recommendations(items=items, scores=scores)

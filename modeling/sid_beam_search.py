@@ -1,0 +1,130 @@
+"""Trie-constrained beam search for SID-T5, written for recommendation's shape of problem.
+
+Stock ``generate`` is built for long free text: it copies the encoder output once per beam,
+projects cross-attention keys/values per beam and re-orders caches every step. A semantic ID is
+only L (about 4) tokens long, so that overhead dominates. Here each user is encoded once, the
+cross-attention keys/values are computed once per user and shared by all of its beams (the beams
+are folded into the query axis), the decoder prefix (at most L + 1 tokens) is recomputed instead of
+cached, and the trie is a dense table look-up. Scores are the same log-probabilities stock beam
+search sums (log-softmax over the whole vocabulary, then the trie mask), so the top-k matches.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _split_heads(x: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
+    """(..., T, H*dk) -> (..., H, T, dk)."""
+    return x.unflatten(-1, (num_heads, head_dim)).transpose(-3, -2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(..., H, T, dk) -> (..., T, H*dk)."""
+    return x.transpose(-3, -2).flatten(-2)
+
+
+def decoder_last_hidden(
+    model,
+    prefix: torch.LongTensor,
+    cross_keys: list[torch.Tensor],
+    cross_values: list[torch.Tensor],
+    encoder_bias: torch.Tensor
+) -> torch.Tensor:
+    """Final decoder hidden state (B, W, D) at the last position of each beam's prefix (B, W, t)."""
+    decoder = model.decoder
+    config = model.config
+    heads, head_dim = config.num_heads, config.d_kv
+    batch, width, length = prefix.shape
+    hidden = decoder.embed_tokens(prefix)  # (B, W, t, D)
+    self_bias = decoder.block[0].layer[0].SelfAttention.compute_bias(length, length, device=prefix.device)
+    causal = torch.ones(length, length, dtype=torch.bool, device=prefix.device).triu(1)
+    self_bias = self_bias.masked_fill(causal, torch.finfo(hidden.dtype).min)  # (1, H, t, t)
+    for layer, block in enumerate(decoder.block):
+        self_layer, cross_layer, ff_layer = block.layer
+        attention = self_layer.SelfAttention
+        normed = self_layer.layer_norm(hidden)
+        query = _split_heads(attention.q(normed), heads, head_dim)  # (B, W, H, t, dk)
+        key = _split_heads(attention.k(normed), heads, head_dim)
+        value = _split_heads(attention.v(normed), heads, head_dim)
+        weights = F.softmax((query @ key.transpose(-1, -2) + self_bias).float(), dim=-1).type_as(query)
+        hidden = hidden + attention.o(_merge_heads(weights @ value))
+
+        attention = cross_layer.EncDecAttention
+        normed = cross_layer.layer_norm(hidden).reshape(batch, width * length, -1)
+        query = _split_heads(attention.q(normed), heads, head_dim)  # (B, H, W*t, dk)
+        weights = query @ cross_keys[layer].transpose(-1, -2) + encoder_bias  # (B, H, W*t, S)
+        weights = F.softmax(weights.float(), dim=-1).type_as(query)
+        attended = _merge_heads(weights @ cross_values[layer]).reshape(batch, width, length, -1)
+        hidden = hidden + attention.o(attended)
+        hidden = ff_layer(hidden)
+    hidden = decoder.final_layer_norm(hidden[:, :, -1])
+    if getattr(config, "scale_decoder_outputs", config.tie_word_embeddings):
+        hidden = hidden * (config.d_model**-0.5)
+    return hidden
+
+
+@torch.no_grad()
+def constrained_beam_search(
+    model,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.LongTensor,
+    trie,
+    num_beams: int,
+    top_k: int,
+) -> tuple[torch.LongTensor, torch.FloatTensor]:
+    """Top-``top_k`` items and their summed log-probabilities for each history in the batch.
+
+    Args:
+        model: an SID-T5 model (T5 encoder-decoder with level-blocked code tokens).
+        input_ids, attention_mask: (B, S) encoded histories.
+        trie: the tokenizer's ``PrefixTrie`` (``children``, ``token_offsets``, ``codebook_size``).
+        num_beams: beams kept per step.
+        top_k: results per user (at most ``num_beams``).
+    Returns:
+        ``items`` (B, top_k) item indices, -1 where fewer than ``top_k`` valid items were found,
+        and ``scores`` (B, top_k), sorted best first.
+    """
+    if top_k > num_beams:
+        raise ValueError(f"top_k={top_k} needs at least as many beams; got num_beams={num_beams}")
+    config = model.config
+    heads, head_dim = config.num_heads, config.d_kv
+    encoded = model.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    batch = encoded.size(0)
+    cross_keys, cross_values = [], []
+    for block in model.decoder.block:
+        attention = block.layer[1].EncDecAttention
+        cross_keys.append(_split_heads(attention.k(encoded), heads, head_dim))  # (B, H, S, dk)
+        cross_values.append(_split_heads(attention.v(encoded), heads, head_dim))
+    encoder_bias = (1.0 - attention_mask[:, None, None, :].to(encoded.dtype)) * torch.finfo(encoded.dtype).min
+
+    device = input_ids.device
+    codebook_size = trie.codebook_size
+    prefix = torch.full((batch, 1, 1), config.decoder_start_token_id, dtype=torch.long, device=device)
+    scores = torch.zeros(batch, 1, device=device)
+    node = torch.zeros(batch, 1, dtype=torch.long, device=device)
+    for level, table in enumerate(trie.children):
+        table = table.to(device)
+        hidden = decoder_last_hidden(model, prefix, cross_keys, cross_values, encoder_bias)
+        log_probs = F.log_softmax(model.lm_head(hidden).float(), dim=-1)  # (B, W, V)
+        offset = trie.token_offsets[level]
+        level_scores = log_probs[..., offset : offset + codebook_size]
+        child = table[node.clamp_min(0)]  # (B, W, K)
+        valid = (child >= 0) & (node >= 0)[..., None]
+        candidates = (scores[..., None] + level_scores.masked_fill(~valid, -float("inf"))).flatten(1)
+        keep = min(num_beams, candidates.size(1))
+        scores, flat = candidates.topk(keep, dim=1)
+        beam = torch.div(flat, codebook_size, rounding_mode="floor")
+        code = flat % codebook_size
+        node = child.flatten(1).gather(1, flat)
+        node = torch.where(torch.isfinite(scores), node, torch.full_like(node, -1))
+        prefix = torch.cat(
+            [prefix.gather(1, beam[..., None].expand(-1, -1, prefix.size(2))), (code + offset)[..., None]], dim=2
+        )
+    items, scores = node[:, :top_k], scores[:, :top_k]
+    if items.size(1) < top_k:  # catalogue smaller than top_k
+        pad = top_k - items.size(1)
+        items = F.pad(items, (0, pad), value=-1)
+        scores = F.pad(scores, (0, pad), value=-float("inf"))
+    return items, scores

@@ -1,0 +1,205 @@
+"""RQ-VAE quantizer: item content embedding -> one code per residual level.
+
+The quantizer is a ``PreTrainedModel`` so that it saves, loads and travels to the Hub like any other
+Hugging Face model. Its code assignment is a single function, :meth:`SemanticIDQuantizer.assign`,
+with a switch between deterministic nearest-code look-up (TIGER) and Gumbel-softmax assignment
+(soft, or straight-through hard; DIGER), so every method shares one code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_quantizer import SemanticIDQuantizerConfig
+from .kmeans import kmeans
+
+ASSIGNMENT_MODES = ("nearest", "gumbel")
+
+
+@dataclass
+class QuantizerOutput(ModelOutput):
+    """What one assignment returns.
+
+    Attributes:
+        codes: (B, L) chosen code per level (argmax of the possibly noisy assignment).
+        probs: (B, L, K) per-level soft distributions ``softmax(-distance / tau)`` without noise;
+            differentiable with respect to the encoder and the codebooks (SODA's item distributions).
+        quantized: (B, d) sum of the chosen code vectors, with a straight-through path to the latent.
+        latent: (B, d) encoder output.
+        reconstruction: (B, input_dim) decoder output, or None when not decoded.
+        loss: total = reconstruction_loss + quantization_loss.
+        reconstruction_loss: MSE between reconstruction and input.
+        quantization_loss: sum over levels of ``||sg[r] - e||^2 + beta ||r - sg[e]||^2``.
+        assignment: (B, L, K) the one-hot (hard) or soft weights used to build ``quantized``.
+    """
+
+    codes: torch.LongTensor | None = None
+    probs: torch.FloatTensor | None = None
+    quantized: torch.FloatTensor | None = None
+    latent: torch.FloatTensor | None = None
+    reconstruction: torch.FloatTensor | None = None
+    loss: torch.FloatTensor | None = None
+    reconstruction_loss: torch.FloatTensor | None = None
+    quantization_loss: torch.FloatTensor | None = None
+    assignment: torch.FloatTensor | None = None
+
+
+def _mlp(dims: list[int], dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(d_in, d_out))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class SemanticIDQuantizer(PreTrainedModel):
+    """Residual-quantised VAE (TIGER) over item content embeddings.
+
+    ``forward(embeddings)`` encodes, assigns codes level by level on the residual, decodes and
+    returns the losses; ``encode_codes`` gives deterministic codes for a whole catalogue.
+    """
+
+    config_class = SemanticIDQuantizerConfig
+    base_model_prefix = "quantizer"
+    main_input_name = "embeddings"
+
+    def __init__(self, config: SemanticIDQuantizerConfig):
+        super().__init__(config)
+        dims = [config.input_dim, *config.hidden_dims, config.latent_dim]
+        self.encoder = _mlp(dims, config.dropout)
+        self.decoder = _mlp(dims[::-1], config.dropout)
+        self.codebooks = nn.Parameter(torch.randn(config.num_levels, config.codebook_size, config.latent_dim) * 0.1)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    @torch.no_grad()
+    def init_codebooks_kmeans(self, embeddings: torch.Tensor, iterations: int = 20, seed: int = 0) -> None:
+        """Set every level's codebook to k-means centroids of that level's residuals.
+
+        TIGER initialises with k-means on the first batch to avoid dead codes; we use the whole
+        catalogue when it fits, which is the same idea with less variance.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        residual = self.encoder(embeddings)
+        for level in range(self.config.num_levels):
+            centers = kmeans(residual, self.config.codebook_size, iterations, generator=generator)
+            self.codebooks.data[level] = centers
+            nearest = torch.cdist(residual, centers).argmin(dim=1)
+            residual = residual - centers[nearest]
+
+    def distances(self, residual: torch.Tensor, level: int) -> torch.Tensor:
+        """Squared L2 distance (B, K) from each residual to each code of ``level``."""
+        codebook = self.codebooks[level]
+        return (
+            residual.pow(2).sum(-1, keepdim=True)
+            - 2 * residual @ codebook.t()
+            + codebook.pow(2).sum(-1)[None, :]
+        ).clamp_min(0)
+
+    def assign(
+        self,
+        latent: torch.Tensor,
+        mode: str = "nearest",
+        hard: bool = True,
+        temperature: float | None = None,
+        noise_scale: float | torch.Tensor = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> QuantizerOutput:
+        """Assign codes to ``latent`` (B, d), level by level on the residual.
+
+        Args:
+            mode: ``"nearest"`` picks the closest code (TIGER); ``"gumbel"`` samples with
+                Gumbel-softmax over logits ``-distance`` (DIGER).
+            hard: with ``"gumbel"``, use the one-hot of the sampled code in the forward pass and the
+                soft probabilities in the backward pass (straight-through); otherwise soft weights.
+            temperature: ``tau``; defaults to ``config.temperature``.
+            noise_scale: multiplies the Gumbel noise: a scalar, an (L,) vector per level (SDUD's
+                sigma), or a (B, L) / (B, 1) matrix per sample (FrqUD's hot/cold switch).
+        Returns:
+            A :class:`QuantizerOutput` with codes, probs, quantized, latent, quantization_loss and
+            assignment filled in.
+        """
+        if mode not in ASSIGNMENT_MODES:
+            raise ValueError(f"Unknown assignment mode {mode!r}; use one of {ASSIGNMENT_MODES}.")
+        tau = self.config.temperature if temperature is None else temperature
+        beta = self.config.commitment_beta
+        residual = latent
+        quantized = torch.zeros_like(latent)
+        codes, probs, weights = [], [], []
+        quantization_loss = latent.new_zeros(())
+        noise_scale = torch.as_tensor(noise_scale, dtype=latent.dtype, device=latent.device)
+        if noise_scale.dim() == 1:  # (L,) per level -> (1, L); per-sample scales come as (B, L) or (B, 1)
+            noise_scale = noise_scale[None, :]
+        if noise_scale.dim() == 2 and noise_scale.size(1) == 1:
+            noise_scale = noise_scale.expand(-1, self.config.num_levels)
+        for level in range(self.config.num_levels):
+            codebook = self.codebooks[level]
+            logits = -self.distances(residual, level)
+            probs.append(F.softmax(logits / tau, dim=-1))
+            if mode == "nearest":
+                index = logits.argmax(dim=-1)
+                weight = F.one_hot(index, codebook.size(0)).to(latent.dtype)
+            else:
+                uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+                gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0)).clamp_min(1e-10))
+                scale = noise_scale[..., level].unsqueeze(-1) if noise_scale.dim() else noise_scale
+                soft = F.softmax((logits + scale * gumbel) / tau, dim=-1)
+                index = soft.argmax(dim=-1)
+                if hard:
+                    one_hot = F.one_hot(index, codebook.size(0)).to(soft.dtype)
+                    weight = one_hot - soft.detach() + soft
+                else:
+                    weight = soft
+            chosen = weight @ codebook
+            quantization_loss = quantization_loss + F.mse_loss(chosen, residual.detach()) + beta * F.mse_loss(
+                residual, chosen.detach()
+            )
+            codes.append(index)
+            weights.append(weight)
+            quantized = quantized + chosen
+            residual = residual - chosen
+        # Straight-through estimator from the quantised vector back to the latent (VQ-VAE).
+        quantized = latent + (quantized - latent).detach() if mode == "nearest" else quantized
+        return QuantizerOutput(
+            codes=torch.stack(codes, dim=1),
+            probs=torch.stack(probs, dim=1),
+            quantized=quantized,
+            latent=latent,
+            quantization_loss=quantization_loss,
+            assignment=torch.stack(weights, dim=1),
+        )
+
+    def forward(self, embeddings: torch.Tensor, **assign_kwargs) -> QuantizerOutput:
+        """Encode, assign (see :meth:`assign` for the switches), decode, and add up the losses."""
+        latent = self.encoder(embeddings)
+        output = self.assign(latent, **assign_kwargs)
+        output.reconstruction = self.decoder(output.quantized)
+        output.reconstruction_loss = F.mse_loss(output.reconstruction, embeddings)
+        output.loss = output.reconstruction_loss + output.quantization_loss
+        return output
+
+    @torch.no_grad()
+    def encode_codes(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.LongTensor:
+        """Deterministic (nearest-code) codes (N, L) for a whole catalogue, in eval mode."""
+        was_training = self.training
+        self.eval()
+        chunks = [
+            self.assign(self.encoder(embeddings[start : start + batch_size])).codes
+            for start in range(0, embeddings.size(0), batch_size)
+        ]
+        self.train(was_training)
+        return torch.cat(chunks, dim=0)

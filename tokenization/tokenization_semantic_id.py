@@ -1,0 +1,241 @@
+"""``SemanticIDTokenizer``: item histories <-> semantic-ID token ids.
+
+A ``PreTrainedTokenizer`` so that it saves, loads (``AutoTokenizer``) and travels to the Hub with
+the model. Its vocabulary is fully determined by the number of levels and the codebook size:
+special tokens, then one block of level-specific code tokens per level (``<a_0>..<a_255>``,
+``<b_0>..``), then optional hashed user tokens (``<u_0>..``). What it learns is the item -> code
+table, saved as safetensors so that ``from_pretrained`` restores exactly the same codes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import BatchEncoding, PreTrainedTokenizer
+
+from .prefix_trie import PrefixTrie
+
+VOCAB_FILES_NAMES = {"item_codes_file": "item_codes.safetensors"}
+SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
+_TOKEN_PATTERN = re.compile(r"<[^<>\s]+>|\S+")
+
+
+def level_name(level: int) -> str:
+    """``a``, ``b``, ... ``z``, then ``l26``, ``l27`` ... for very deep codes."""
+    return string.ascii_lowercase[level] if level < 26 else f"l{level}"
+
+
+class SemanticIDTokenizer(PreTrainedTokenizer):
+    """Tokenizer for generative recommendation with semantic IDs.
+
+    Args:
+        item_codes_file: safetensors file holding the ``codes`` (N, L) tensor (written by
+            ``save_pretrained``).
+        item_codes: the (N, L) code table itself, when building a new tokenizer.
+        num_levels: L, code length including the collision level.
+        codebook_size: K, codes per level.
+        num_user_buckets: hashed user-id tokens prepended to histories (TIGER uses 2,000); 0 = none.
+        max_history: histories longer than this keep their most recent ``max_history`` items.
+    """
+
+    vocab_files_names = VOCAB_FILES_NAMES
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(
+        self,
+        item_codes_file: str | None = None,
+        item_codes: torch.Tensor | None = None,
+        num_levels: int = 4,
+        codebook_size: int = 256,
+        num_user_buckets: int = 0,
+        max_history: int = 20,
+        pad_token: str = "<pad>",
+        eos_token: str = "</s>",
+        unk_token: str = "<unk>",
+        **kwargs,
+    ):
+        if item_codes is None and item_codes_file is not None:
+            item_codes = load_file(item_codes_file)["codes"]
+        if item_codes is None:
+            raise ValueError(
+                "SemanticIDTokenizer needs its item code table: pass item_codes=(N, L) tensor, or load a "
+                "saved tokenizer with SemanticIDTokenizer.from_pretrained(directory)."
+            )
+        self.num_levels = num_levels
+        self.codebook_size = codebook_size
+        self.num_user_buckets = num_user_buckets
+        self.max_history = max_history
+        self._vocab = self._build_vocab()
+        self._ids_to_tokens = {i: t for t, i in self._vocab.items()}
+        self._trie: PrefixTrie | None = None
+        self.set_item_codes(item_codes)
+        super().__init__(
+            pad_token=pad_token,
+            eos_token=eos_token,
+            unk_token=unk_token,
+            num_levels=num_levels,
+            codebook_size=codebook_size,
+            num_user_buckets=num_user_buckets,
+            max_history=max_history,
+            **kwargs,
+        )
+
+    # ----- vocabulary -----------------------------------------------------------------------------
+    def _build_vocab(self) -> dict[str, int]:
+        tokens = list(SPECIAL_TOKENS)
+        for level in range(self.num_levels):
+            tokens += [f"<{level_name(level)}_{code}>" for code in range(self.codebook_size)]
+        tokens += [f"<u_{bucket}>" for bucket in range(self.num_user_buckets)]
+        return {token: index for index, token in enumerate(tokens)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._vocab)
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self._vocab)
+
+    @property
+    def code_offset(self) -> int:
+        """Token id of code 0 at level 0."""
+        return len(SPECIAL_TOKENS)
+
+    @property
+    def token_offsets(self) -> list[int]:
+        """Token id of code 0 at each level."""
+        return [self.code_offset + level * self.codebook_size for level in range(self.num_levels)]
+
+    @property
+    def user_offset(self) -> int:
+        return self.code_offset + self.num_levels * self.codebook_size
+
+    def _tokenize(self, text: str, **kwargs) -> list[str]:
+        return _TOKEN_PATTERN.findall(text)
+
+    def _convert_token_to_id(self, token: str) -> int:
+        return self._vocab.get(token, self._vocab[str(self.unk_token)])
+
+    def _convert_id_to_token(self, index: int) -> str:
+        return self._ids_to_tokens.get(index, str(self.unk_token))
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        return "".join(tokens)
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
+        """Write the code table; the token vocabulary itself follows from the init arguments."""
+        if not os.path.isdir(save_directory):
+            raise ValueError(f"save_directory {save_directory!r} must be an existing directory")
+        name = (filename_prefix + "-" if filename_prefix else "") + VOCAB_FILES_NAMES["item_codes_file"]
+        path = os.path.join(save_directory, name)
+        save_file({"codes": self.item_codes.contiguous()}, path)
+        return (path,)
+
+    # ----- item codes -----------------------------------------------------------------------------
+    @property
+    def num_items(self) -> int:
+        return self.item_codes.size(0)
+
+    def set_item_codes(self, item_codes: torch.Tensor) -> None:
+        """Replace the catalogue's code table (e.g. after DIGER re-assigns codes) and rebuild the trie."""
+        item_codes = torch.as_tensor(item_codes, dtype=torch.long).cpu()
+        if item_codes.dim() != 2 or item_codes.size(1) != self.num_levels:
+            raise ValueError(
+                f"item_codes must have shape (num_items, {self.num_levels}), got {tuple(item_codes.shape)}"
+            )
+        self.item_codes = item_codes
+        self._trie = PrefixTrie(item_codes, self.codebook_size, self.token_offsets)
+        radix = torch.tensor([self.codebook_size**p for p in range(self.num_levels - 1, -1, -1)])
+        keys = (item_codes * radix).sum(dim=1)
+        self._code_keys, self._code_key_items = torch.sort(keys)
+        self._radix = radix
+
+    @property
+    def trie(self) -> PrefixTrie:
+        """The prefix trie of valid codes (rebuilt by :meth:`set_item_codes`)."""
+        return self._trie
+
+    def check_items(self, item_ids: torch.Tensor) -> None:
+        """Raise a clear error for item indices outside the catalogue."""
+        bad = (item_ids < 0) | (item_ids >= self.num_items)
+        if bad.any():
+            raise ValueError(
+                f"Unknown item id {int(item_ids[bad][0])}: this tokenizer's catalogue holds items "
+                f"0..{self.num_items - 1}. Map raw ids to item indices with the data set's item table."
+            )
+
+    def item_token_ids(self, item_ids: torch.Tensor) -> torch.LongTensor:
+        """Token ids (..., L) of the codes of item indices (...)."""
+        item_ids = torch.as_tensor(item_ids, dtype=torch.long)
+        self.check_items(item_ids)
+        offsets = torch.tensor(self.token_offsets)
+        return self.item_codes[item_ids] + offsets
+
+    def items_from_token_ids(self, token_ids: torch.Tensor) -> torch.LongTensor:
+        """Item indices (...) for code token ids (..., L); -1 where the code is no item's."""
+        token_ids = torch.as_tensor(token_ids, dtype=torch.long)
+        codes = token_ids - torch.tensor(self.token_offsets)
+        in_range = ((codes >= 0) & (codes < self.codebook_size)).all(dim=-1)
+        keys = (codes.clamp(0, self.codebook_size - 1) * self._radix).sum(dim=-1)
+        position = torch.searchsorted(self._code_keys, keys).clamp_max(self.num_items - 1)
+        found = in_range & (self._code_keys[position] == keys)
+        return torch.where(found, self._code_key_items[position], torch.full_like(keys, -1))
+
+    def user_token_id(self, user_ids: torch.Tensor) -> torch.LongTensor:
+        """Hashed user-token ids: ``user_offset + user_id mod num_user_buckets``."""
+        return self.user_offset + torch.as_tensor(user_ids, dtype=torch.long) % self.num_user_buckets
+
+    # ----- batch encoding -------------------------------------------------------------------------
+    def encode_histories(
+        self,
+        histories: list[list[int]],
+        users: list[int] | None = None,
+        return_tensors: str = "pt",
+    ) -> BatchEncoding:
+        """Encode item-index histories as right-padded ``input_ids`` and ``attention_mask``.
+
+        Each history becomes ``[<user>] codes(item_1) ... codes(item_n) </s>``. Histories longer
+        than ``max_history`` keep their most recent ``max_history`` items (the training protocol).
+
+        Raises:
+            ValueError: an empty history (a generative recommender needs at least one item; use a
+                popularity fallback for cold users) or an unknown item index.
+        """
+        if return_tensors != "pt":
+            raise ValueError("encode_histories returns PyTorch tensors only (return_tensors='pt')")
+        if len(histories) == 0:
+            raise ValueError("encode_histories got no histories")
+        lengths = [len(h) for h in histories]
+        if min(lengths) == 0:
+            row = lengths.index(0)
+            raise ValueError(
+                f"History {row} is empty: a user needs at least one interacted item to get "
+                "recommendations. Fall back to the popularity ranking for cold-start users."
+            )
+        kept = [list(h)[-self.max_history :] for h in histories]
+        lengths = [len(h) for h in kept]
+        longest = max(lengths)
+        padded = torch.tensor([h + [0] * (longest - len(h)) for h in kept], dtype=torch.long)
+        item_mask = torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]
+        self.check_items(padded[item_mask])
+        tokens = self.item_token_ids(padded).flatten(1)  # (B, longest * L)
+        token_mask = item_mask.repeat_interleave(self.num_levels, dim=1)
+        eos = torch.full((len(kept), 1), self.eos_token_id)
+        pieces, masks = [tokens, eos], [token_mask, torch.ones_like(eos, dtype=torch.bool)]
+        if self.num_user_buckets and users is not None:
+            pieces.insert(0, self.user_token_id(users)[:, None])
+            masks.insert(0, torch.ones((len(kept), 1), dtype=torch.bool))
+        input_ids = torch.cat(pieces, dim=1)
+        mask = torch.cat(masks, dim=1)
+        # Move the eos token right after each history's last code so padding stays at the end.
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+        input_ids = torch.where(mask, input_ids, self.pad_token_id).gather(1, order)
+        mask = mask.gather(1, order)
+        return BatchEncoding({"input_ids": input_ids, "attention_mask": mask.long()})
+
+    def encode_targets(self, item_ids: list[int] | torch.Tensor) -> torch.LongTensor:
+        """Decoder labels (B, L): the code tokens of each target item."""
+        return self.item_token_ids(torch.as_tensor(item_ids, dtype=torch.long))
