@@ -43,6 +43,10 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         self.generation_config.max_new_tokens = config.num_code_levels
         self.generation_config.min_new_tokens = config.num_code_levels
         self.generation_config.do_sample = False
+        # register_for_auto_class records one Auto class per model class; the model answers to both
+        # AutoModel and AutoModelForSeq2SeqLM, so name the first one here for trust_remote_code loading.
+        qualified = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
+        config.auto_map = {**(getattr(config, "auto_map", None) or {}), "AutoModel": qualified}
 
     def trie_logits_processor(self, tokenizer) -> PrefixTrieLogitsProcessor:
         """The vectorised trie processor for stock ``generate``, from a ``SemanticIDTokenizer``."""
