@@ -1,0 +1,80 @@
+"""Shared fixtures: real Scientific data, real MiniLM embeddings of its titles, a fitted RQ-VAE.
+
+Everything is built once per session from the shipped data (no mocks, nothing downloaded).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import sidrec  # noqa: E402,F401  (Auto registration)
+
+ROOT = Path(__file__).resolve().parents[1]
+SCIENTIFIC = ROOT / "examples" / "data" / "amazon2018_scientific_5core"
+BEAUTY = ROOT / "examples" / "data" / "amazon_beauty_2014_5core"
+CACHE = ROOT / ".cache" / "sidrec" / "embeddings"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def scientific():
+    from sidrec.training.data import DataConfig, load_sequential_data
+
+    return load_sequential_data(DataConfig(path=str(SCIENTIFIC), max_history=20), verbose=False)
+
+
+@pytest.fixture(scope="session")
+def title_embeddings(scientific):
+    """MiniLM embeddings of every Scientific title (short sequences keep this to seconds)."""
+    from sidrec.training.embeddings import embed_texts
+
+    return embed_texts(scientific.item_titles, max_seq_length=32, cache_dir=str(CACHE), show_progress_bar=False)
+
+
+@pytest.fixture(scope="session")
+def fitted(title_embeddings):
+    from sidrec.tokenization.configuration_quantizer import SemanticIDQuantizerConfig
+    from sidrec.training.fit_quantizer import fit_quantizer
+
+    config = SemanticIDQuantizerConfig(
+        input_dim=title_embeddings.size(1), hidden_dims=[128, 64], latent_dim=16, num_levels=3, codebook_size=32
+    )
+    return fit_quantizer(title_embeddings, config, epochs=15, batch_size=512, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(fitted):
+    from sidrec import SemanticIDTokenizer
+
+    return SemanticIDTokenizer(item_codes=fitted.codes, num_levels=4, codebook_size=32, max_history=20)
+
+
+def tiny_config(tokenizer, **overrides):
+    from sidrec import SIDT5Config
+
+    values = dict(
+        num_code_levels=tokenizer.num_levels, codebook_size=tokenizer.codebook_size,
+        num_user_buckets=tokenizer.num_user_buckets, d_model=32, d_kv=16, num_heads=2, d_ff=64,
+        num_layers=1, num_decoder_layers=2, dropout_rate=0.0,
+    )
+    values.update(overrides)
+    return SIDT5Config(**values)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tokenizer):
+    from sidrec import SIDT5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = SIDT5ForConditionalGeneration(tiny_config(tokenizer)).eval()
+    model.generation_config.num_beams = 10
+    return model

@@ -1,0 +1,134 @@
+"""End to end on a real slice: recipe -> data -> codes -> Trainer -> metrics.json -> saved model -> CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import CACHE, ROOT, SCIENTIFIC
+
+TINY = [
+    "name=tiny",
+    f"data.path={SCIENTIFIC}",
+    "data.max_users=900",
+    "data.text_fields=[title]",
+    "embeddings.max_seq_length=32",
+    f"embeddings.cache_dir={CACHE}",
+    "quantizer.hidden_dims=[64]",
+    "quantizer.latent_dim=16",
+    "quantizer.codebook_size=16",
+    "quantizer.epochs=10",
+    "model.d_model=32",
+    "model.d_kv=16",
+    "model.num_heads=2",
+    "model.d_ff=64",
+    "model.num_layers=1",
+    "model.num_decoder_layers=1",
+    "training.epochs=2",
+    "training.batch_size=64",
+    "training.learning_rate=0.005",
+    "training.logging_steps=5",
+    "evaluation.num_beams=20",
+    "evaluation.max_validation_users=150",
+    "evaluation.max_test_users=200",
+]
+
+
+def recipe_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text("name: tiny\ndata: {path: unused}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from sidrec.training.pipeline import run
+    from sidrec.training.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("run")
+    recipe = load_recipe(recipe_file(out), TINY + [f"output_dir={out}"])
+    metrics = run(recipe)
+    return out, metrics
+
+
+def test_run_writes_metrics_with_flat_keys(tiny_run):
+    out, metrics = tiny_run
+    written = json.loads((out / "metrics.json").read_text())
+    assert written == pytest.approx(metrics, nan_ok=True)
+    for key in ("test/recall@10", "test/ndcg@10", "test/recall@5", "test/ndcg@20", "test/popularity/recall@10",
+                "data/users", "codes/collision_rate", "train/loss"):
+        assert key in written
+    assert 0 <= written["test/ndcg@10"] <= written["test/recall@10"] <= written["test/recall@20"] <= 1
+    assert written["test/users"] == 200
+    assert (out / "recipe.yaml").exists()
+
+
+def test_saved_run_loads_and_recommends_by_raw_id(tiny_run):
+    from transformers import AutoModel, AutoTokenizer
+
+    from sidrec import load_recommender
+
+    out, _ = tiny_run
+    model_dir = out / "model"
+    assert isinstance(AutoModel.from_pretrained(model_dir).config.num_code_levels, int)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    recommender = load_recommender(model_dir)
+    rows = recommender.recommend([recommender.item_ids[0], recommender.item_ids[5]], top_k=10)
+    assert len(rows) == 10 and len({r.item_id for r in rows}) == 10
+    assert all(r.item_id in recommender.index_of for r in rows)
+    assert torch.equal(tokenizer.item_codes, recommender.tokenizer.item_codes)
+    with pytest.raises(ValueError, match="unknown item id"):
+        recommender.recommend(["not-an-item"])
+
+
+def test_cli_recommend_prints_titles(tiny_run):
+    out, _ = tiny_run
+    done = subprocess.run(
+        [sys.executable, "-m", "sidrec.cli", "recommend", str(out / "model"), "--history", "0", "1", "--top-k", "3"],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 3 and lines[0].lstrip().startswith("1.")
+    bad = subprocess.run(
+        [sys.executable, "-m", "sidrec.cli", "recommend", str(out / "model"), "--history", "nope"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert bad.returncode == 2 and "unknown item id" in bad.stderr
+
+
+def test_finished_run_is_not_overwritten_silently(tiny_run):
+    from sidrec.training.pipeline import run
+    from sidrec.training.recipe import RecipeError, load_recipe
+
+    out, _ = tiny_run
+    before = (out / "metrics.json").read_text()
+    with pytest.raises(RecipeError, match="already holds a run"):
+        run(load_recipe(recipe_file(out), TINY + [f"output_dir={out}"]))
+    assert (out / "metrics.json").read_text() == before
+
+
+def test_accelerate_launch_two_cpu_processes(tmp_path):
+    """DDP on CPU (gloo) through `accelerate launch --num_processes 2` completes a few steps."""
+    out = tmp_path / "ddp"
+    overrides = [o for o in TINY if not o.startswith(("training.epochs", "evaluation.max_test_users"))]
+    command = [
+        str(Path(sys.executable).with_name("accelerate")), "launch", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
+        str(ROOT / "train.py"), "--config", str(recipe_file(tmp_path)),
+        *overrides, f"output_dir={out}", "training.max_steps=4", "training.eval_steps=2",
+        "evaluation.max_test_users=40", "evaluation.max_validation_users=40", "training.torch_threads=1",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train/steps"] == 4
+    assert metrics["test/users"] == 40
+    assert (out / "model" / "model.safetensors").exists()

@@ -1,0 +1,42 @@
+"""Recipes: every shipped recipe parses; a wrong key is an error that says what to write instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidrec.training.objectives import build_objectives
+from sidrec.training.recipe import RecipeError, load_recipe, recipe_from_dict
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_recipes_parse(path):
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem
+    build_objectives(recipe.training.objectives)
+
+
+def test_unknown_key_names_the_key_and_the_closest_valid_one():
+    with pytest.raises(RecipeError, match=r"unknown recipe key training\.epoch\. Did you mean 'epochs'"):
+        recipe_from_dict({"training": {"epoch": 3}})
+    with pytest.raises(RecipeError, match="unknown recipe key data.max_histroy"):
+        recipe_from_dict({"data": {"path": "x", "max_histroy": 3}})
+
+
+def test_overrides_are_parsed_as_yaml(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\ndata: {path: somewhere}\n")
+    recipe = load_recipe(path, ["training.epochs=2", "model.d_model=64", "evaluation.ks=[5, 10]"])
+    assert recipe.training.epochs == 2 and recipe.model.d_model == 64 and recipe.evaluation.ks == [5, 10]
+    with pytest.raises(RecipeError, match="section.key=value"):
+        load_recipe(path, ["training.epochs"])
+
+
+def test_missing_recipe_file_and_unknown_objective():
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe("configs/nope.yaml")
+    with pytest.raises(ValueError, match="unknown objective 'sodaa'"):
+        build_objectives({"sodaa": 1.0})

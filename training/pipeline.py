@@ -1,0 +1,249 @@
+"""The whole run a recipe describes: data -> embeddings -> RQ-VAE codes -> SID-T5 -> evaluation.
+
+``train.py`` (and ``sidrec train``) call :func:`run`; under ``accelerate launch`` every process runs
+it, the Trainer shards the batches, and only the main process writes the final artefacts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+
+from ..modeling.configuration_sid_t5 import SIDT5Config
+from ..modeling.modeling_sid_t5 import SIDT5ForConditionalGeneration
+from ..tokenization.configuration_quantizer import SemanticIDQuantizerConfig
+from ..tokenization.tokenization_semantic_id import SemanticIDTokenizer
+from .baselines import popularity_ranking
+from .collator import SemanticIDCollator
+from .data import SequentialData, load_sequential_data
+from .embeddings import embed_texts
+from .fit_quantizer import QuantizerFit, fit_quantizer
+from .metrics import ranking_metrics
+from .objectives import build_objectives
+from .recipe import Recipe, RecipeError
+from .trainer import SIDTrainer
+
+ITEMS_FILE = "items.jsonl"
+
+
+def prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
+    """Refuse to write over a finished run unless asked to, so results are never lost silently."""
+    finished = (output_dir / "metrics.json").exists() or (output_dir / "model").exists()
+    if finished and not overwrite:
+        raise RecipeError(
+            f"{output_dir} already holds a run (metrics.json or model/). Choose another output_dir "
+            "(e.g. output_dir=runs/my-run) or pass --overwrite_output_dir to replace it."
+        )
+    if finished and PartialState().is_main_process:
+        for name in ("model", "checkpoints", "metrics.json"):
+            target = output_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+
+
+def build_codes(recipe: Recipe, data: SequentialData) -> tuple[QuantizerFit, torch.Tensor]:
+    """Embed the catalogue (cached; the main process first) and fit the RQ-VAE on it."""
+    state = PartialState()
+    with state.main_process_first():
+        embeddings = embed_texts(
+            data.item_texts,
+            model_name_or_path=recipe.embeddings.model,
+            max_seq_length=recipe.embeddings.max_seq_length,
+            batch_size=recipe.embeddings.batch_size,
+            cache_dir=recipe.embeddings.cache_dir,
+            show_progress_bar=state.is_main_process,
+        )
+    q = recipe.quantizer
+    config = SemanticIDQuantizerConfig(
+        input_dim=embeddings.size(1),
+        hidden_dims=q.hidden_dims,
+        latent_dim=q.latent_dim,
+        num_levels=q.num_levels,
+        codebook_size=q.codebook_size,
+        commitment_beta=q.commitment_beta,
+        dropout=q.dropout,
+    )
+    fit = fit_quantizer(
+        embeddings, config, epochs=q.epochs, batch_size=q.batch_size, learning_rate=q.learning_rate,
+        kmeans_init=q.kmeans_init, seed=recipe.seed,
+    )
+    return fit, embeddings
+
+
+def training_arguments(recipe: Recipe, output_dir: Path, overrides: dict[str, Any] | None = None) -> TrainingArguments:
+    """``TrainingArguments`` from the recipe; evaluation and saving share one schedule (best model kept)."""
+    t = recipe.training
+    strategy = "steps" if t.eval_steps else "epoch"
+    values = dict(
+        output_dir=str(output_dir / "checkpoints"),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=recipe.evaluation.batch_size,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type=t.lr_scheduler_type,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=t.eval_steps,
+        save_steps=t.eval_steps,
+        logging_steps=t.logging_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="ndcg@10",
+        greater_is_better=True,
+        remove_unused_columns=False,
+        report_to="none",
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        ddp_backend="gloo" if not torch.cuda.is_available() else None,
+    )
+    values.update(overrides or {})
+    return TrainingArguments(**values)
+
+
+def write_item_table(directory: Path, data: SequentialData) -> None:
+    """Save raw ids and titles beside the model so recommendations can be shown by name."""
+    with open(directory / ITEMS_FILE, "w") as handle:
+        for index, (raw_id, title) in enumerate(zip(data.item_ids, data.item_titles)):
+            handle.write(json.dumps({"index": index, "item_id": raw_id, "title": title}) + "\n")
+
+
+def format_results(metrics: dict[str, float], ks: list[int]) -> str:
+    """A small text table of the method against the popularity floor."""
+    header = "          " + "  ".join(f"{name}@{k:<3}" for name in ("Recall", "NDCG") for k in ks)
+    rows = [header]
+    for label, prefix in (("SID-T5   ", "test/"), ("Popularity", "test/popularity/")):
+        values = [metrics[f"{prefix}{name}@{k}"] for name in ("recall", "ndcg") for k in ks]
+        rows.append(f"{label:<10}" + "  ".join(f"{v:>9.4f}" for v in values))
+    return "\n".join(rows)
+
+
+def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: dict[str, Any] | None = None) -> dict:
+    """Run a recipe end to end; returns the flat metrics dict also written to ``metrics.json``."""
+    state = PartialState()
+    say = print if state.is_main_process else (lambda *a, **k: None)
+    output_dir = Path(recipe.output_dir)
+    prepare_output_dir(output_dir, overwrite_output_dir)
+    state.wait_for_everyone()
+    if recipe.training.torch_threads:
+        torch.set_num_threads(recipe.training.torch_threads)
+    set_seed(recipe.seed)
+    started = time.time()
+
+    data = load_sequential_data(recipe.data, verbose=state.is_main_process)
+    fit, _ = build_codes(recipe, data)
+    say(fit.summary())
+    tokenizer = SemanticIDTokenizer(
+        item_codes=fit.codes,
+        num_levels=fit.codes.size(1),
+        codebook_size=recipe.quantizer.codebook_size,
+        num_user_buckets=recipe.model.num_user_buckets,
+        max_history=recipe.data.max_history,
+    )
+    set_seed(recipe.seed)
+    m = recipe.model
+    config = SIDT5Config(
+        num_code_levels=fit.codes.size(1),
+        codebook_size=recipe.quantizer.codebook_size,
+        num_user_buckets=m.num_user_buckets,
+        d_model=m.d_model,
+        d_kv=m.d_kv,
+        d_ff=m.d_ff,
+        num_layers=m.num_layers,
+        num_decoder_layers=m.num_decoder_layers,
+        num_heads=m.num_heads,
+        dropout_rate=m.dropout_rate,
+    )
+    model = SIDT5ForConditionalGeneration(config)
+    model.generation_config.num_beams = recipe.evaluation.num_beams
+    say(f"SID-T5: {sum(p.numel() for p in model.parameters()):,} parameters, vocabulary {config.vocab_size}")
+
+    ks = list(recipe.evaluation.ks)
+    trainer = SIDTrainer(
+        model=model,
+        args=training_arguments(recipe, output_dir, trainer_overrides),
+        train_dataset=data.splits["train"],
+        eval_dataset=data.splits["validation"],
+        processing_class=tokenizer,
+        data_collator=SemanticIDCollator(tokenizer),
+        objectives=build_objectives(recipe.training.objectives),
+        ranking_ks=tuple(ks),
+        num_beams=recipe.evaluation.num_beams,
+        max_eval_users=recipe.evaluation.max_validation_users,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience)],
+    )
+    train_started = time.time()
+    train_result = trainer.train()
+    train_seconds = time.time() - train_started
+
+    test_split = data.splits["test"]
+    if recipe.evaluation.max_test_users:
+        test_split = test_split.select(range(min(recipe.evaluation.max_test_users, len(test_split))))
+    eval_started = time.time()
+    test = trainer.evaluate(test_split, metric_key_prefix="test")
+    eval_seconds = time.time() - eval_started
+    popularity = ranking_metrics(
+        popularity_ranking(data.train_item_counts(), len(test_split), max(ks)), torch.tensor(test_split["target"]), tuple(ks)
+    )
+
+    metrics: dict[str, Any] = {f"test/{k[len('test_'):]}": v for k, v in test.items()}
+    metrics.update({f"test/popularity/{k}": v for k, v in popularity.items()})
+    metrics.update({f"data/{k}": v for k, v in data.stats().items()})
+    metrics.update({f"codes/{k}": v for k, v in fit.stats.items()})
+    metrics.update({
+        "train/loss": train_result.training_loss,
+        "train/epochs": trainer.state.epoch,
+        "train/steps": trainer.state.global_step,
+        "train/seconds": train_seconds,
+        "train/examples_per_second": train_result.metrics.get("train_samples_per_second", math.nan),
+        "validation/best_ndcg@10": trainer.state.best_metric,
+        "test/seconds": eval_seconds,
+        "test/users_per_second": len(test_split) / eval_seconds,
+        "total/seconds": time.time() - started,
+    })
+
+    if state.is_main_process:
+        model_dir = output_dir / "model"
+        trainer.save_model(str(model_dir))
+        fit.quantizer.save_pretrained(str(model_dir / "quantizer"))
+        write_item_table(model_dir, data)
+        (output_dir / "recipe.yaml").write_text(_yaml_dump(recipe.to_dict()))
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        say(f"\nTest, {len(test_split):,} users, full ranking over {data.num_items:,} items "
+            f"(beam {recipe.evaluation.num_beams}, trie-constrained):")
+        say(format_results(metrics, ks))
+        say(f"Saved model and tokenizer to {model_dir}; metrics to {output_dir / 'metrics.json'}")
+        show_recommendations(model, tokenizer, data, recipe.evaluation.show_user, say)
+    state.wait_for_everyone()
+    return metrics
+
+
+def show_recommendations(model, tokenizer, data: SequentialData, user: int, say=print, top_k: int = 10) -> None:
+    """Print one test user's recent history and top-k recommendations with titles."""
+    row = data.splits["test"][user]
+    result = model.recommend([row["history"]], tokenizer, top_k=top_k, users=[row["user"]])
+    say(f"\nUser {data.user_ids[row['user']]} recently interacted with:")
+    for item in row["history"][-5:]:
+        say(f"    {data.item_titles[item][:90]}")
+    say(f"Held-out next item: {data.item_titles[row['target']][:90]}")
+    say(f"Top-{top_k} recommendations:")
+    for rank, (item, score) in enumerate(zip(result.items[0].tolist(), result.scores[0].tolist()), start=1):
+        mark = "  <- held-out item" if item == row["target"] else ""
+        say(f"{rank:>4}. [{score:7.3f}] {data.item_titles[item][:90]}{mark}")
+
+
+def _yaml_dump(values: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(values, sort_keys=False)

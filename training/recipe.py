@@ -1,0 +1,153 @@
+"""YAML recipes: one file per method x data set, with command-line overrides.
+
+Every section is a dataclass, so an unknown or misspelt key is an error that names the key, the
+section and the closest valid key, instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .data import DataConfig
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be run as written."""
+
+
+@dataclass
+class EmbeddingRecipe:
+    model: str | None = None  # None: the packaged all-MiniLM-L6-v2
+    max_seq_length: int = 128
+    batch_size: int = 64
+    cache_dir: str = ".cache/sidrec/embeddings"
+
+
+@dataclass
+class QuantizerRecipe:
+    hidden_dims: list[int] = field(default_factory=lambda: [512, 256, 128])
+    latent_dim: int = 32
+    num_levels: int = 3
+    codebook_size: int = 256
+    commitment_beta: float = 0.25
+    dropout: float = 0.0
+    epochs: int = 300
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    kmeans_init: bool = True
+
+
+@dataclass
+class ModelRecipe:
+    d_model: int = 128
+    d_kv: int = 64
+    d_ff: int = 1024
+    num_layers: int = 4
+    num_decoder_layers: int = 4
+    num_heads: int = 6
+    dropout_rate: float = 0.1
+    num_user_buckets: int = 0
+
+
+@dataclass
+class TrainingRecipe:
+    objectives: dict[str, Any] = field(default_factory=lambda: {"ce": 1.0})
+    epochs: float = 10
+    max_steps: int = -1
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    lr_scheduler_type: str = "cosine"
+    early_stopping_patience: int = 3
+    eval_every_epochs: bool = True
+    eval_steps: int | None = None
+    logging_steps: int = 50
+    save_total_limit: int = 2
+    torch_threads: int | None = None
+
+
+@dataclass
+class EvaluationRecipe:
+    num_beams: int = 20
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    batch_size: int = 256
+    max_validation_users: int | None = None
+    max_test_users: int | None = None
+    show_user: int = 0
+
+
+@dataclass
+class Recipe:
+    name: str = "recipe"
+    seed: int = 42
+    output_dir: str = "runs/recipe"
+    data: DataConfig = field(default_factory=lambda: DataConfig(path="examples/data/amazon2018_scientific_5core"))
+    embeddings: EmbeddingRecipe = field(default_factory=EmbeddingRecipe)
+    quantizer: QuantizerRecipe = field(default_factory=QuantizerRecipe)
+    model: ModelRecipe = field(default_factory=ModelRecipe)
+    training: TrainingRecipe = field(default_factory=TrainingRecipe)
+    evaluation: EvaluationRecipe = field(default_factory=EvaluationRecipe)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, values: dict[str, Any], where: str):
+    if not isinstance(values, dict):
+        raise RecipeError(f"recipe section {where or 'top level'} must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise RecipeError(
+                f"unknown recipe key {where + '.' if where else ''}{key}.{hint} "
+                f"Valid keys{' in ' + where if where else ''}: {', '.join(sorted(fields))}"
+            )
+        default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            value = _build(type(default), value, f"{where}.{key}" if where else key)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as error:
+        raise RecipeError(f"recipe section {where or 'top level'}: {error}") from error
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+        if not isinstance(tree, dict):
+            raise RecipeError(f"override {dotted!r}: {key!r} is not a section")
+    tree[leaf] = value
+
+
+def recipe_from_dict(values: dict[str, Any]) -> Recipe:
+    """Build a :class:`Recipe`, rejecting unknown keys with a hint."""
+    recipe = _build(Recipe, values, "")
+    if not isinstance(recipe.data, DataConfig):
+        raise RecipeError("recipe key data must be a mapping with at least `path`")
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a YAML recipe and apply ``section.key=value`` overrides (values parsed as YAML)."""
+    path = Path(path)
+    if not path.exists():
+        raise RecipeError(f"recipe file {path} not found; recipes live in configs/ (e.g. configs/scientific-tiger-demo.yaml)")
+    values = yaml.safe_load(path.read_text()) or {}
+    for override in overrides or []:
+        if "=" not in override:
+            raise RecipeError(f"override {override!r} must look like section.key=value, e.g. training.epochs=3")
+        key, raw = override.split("=", 1)
+        _set_dotted(values, key.strip().lstrip("-"), yaml.safe_load(raw))
+    return recipe_from_dict(values)
