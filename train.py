@@ -3,10 +3,11 @@
 import argparse
 import sys
 
-import sidrec  # noqa: F401  (registers the Auto classes)
-from sidrec.cli import add_train_arguments
 from sidrec.training.pipeline import run
 from sidrec.training.recipe import load_recipe
+
+import sidrec  # noqa: F401  (registers the Auto classes)
+from sidrec.cli import add_train_arguments
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

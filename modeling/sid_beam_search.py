@@ -30,7 +30,7 @@ def decoder_last_hidden(
     prefix: torch.LongTensor,
     cross_keys: list[torch.Tensor],
     cross_values: list[torch.Tensor],
-    encoder_bias: torch.Tensor
+    encoder_bias: torch.Tensor,
 ) -> torch.Tensor:
     """Final decoder hidden state (B, W, D) at the last position of each beam's prefix (B, W, t)."""
     decoder = model.decoder

@@ -62,9 +62,16 @@ def tiny_config(tokenizer, **overrides):
     from sidrec import SIDT5Config
 
     values = dict(
-        num_code_levels=tokenizer.num_levels, codebook_size=tokenizer.codebook_size,
-        num_user_buckets=tokenizer.num_user_buckets, d_model=32, d_kv=16, num_heads=2, d_ff=64,
-        num_layers=1, num_decoder_layers=2, dropout_rate=0.0,
+        num_code_levels=tokenizer.num_levels,
+        codebook_size=tokenizer.codebook_size,
+        num_user_buckets=tokenizer.num_user_buckets,
+        d_model=32,
+        d_kv=16,
+        num_heads=2,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        dropout_rate=0.0,
     )
     values.update(overrides)
     return SIDT5Config(**values)

@@ -16,14 +16,16 @@ from .conftest import CACHE, ROOT, SCIENTIFIC
 TINY = [
     "name=tiny",
     f"data.path={SCIENTIFIC}",
-    "data.max_users=900",
+    "data.max_users=1500",
+    "data.min_item_interactions=3",
+    "data.min_user_interactions=3",
     "data.text_fields=[title]",
     "embeddings.max_seq_length=32",
     f"embeddings.cache_dir={CACHE}",
     "quantizer.hidden_dims=[64]",
     "quantizer.latent_dim=16",
-    "quantizer.codebook_size=16",
-    "quantizer.epochs=10",
+    "quantizer.codebook_size=32",
+    "quantizer.epochs=60",
     "model.d_model=32",
     "model.d_kv=16",
     "model.num_heads=2",
@@ -61,8 +63,16 @@ def test_run_writes_metrics_with_flat_keys(tiny_run):
     out, metrics = tiny_run
     written = json.loads((out / "metrics.json").read_text())
     assert written == pytest.approx(metrics, nan_ok=True)
-    for key in ("test/recall@10", "test/ndcg@10", "test/recall@5", "test/ndcg@20", "test/popularity/recall@10",
-                "data/users", "codes/collision_rate", "train/loss"):
+    for key in (
+        "test/recall@10",
+        "test/ndcg@10",
+        "test/recall@5",
+        "test/ndcg@20",
+        "test/popularity/recall@10",
+        "data/users",
+        "codes/collision_rate",
+        "train/loss",
+    ):
         assert key in written
     assert 0 <= written["test/ndcg@10"] <= written["test/recall@10"] <= written["test/recall@20"] <= 1
     assert written["test/users"] == 200
@@ -91,14 +101,19 @@ def test_cli_recommend_prints_titles(tiny_run):
     out, _ = tiny_run
     done = subprocess.run(
         [sys.executable, "-m", "sidrec.cli", "recommend", str(out / "model"), "--history", "0", "1", "--top-k", "3"],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 3 and lines[0].lstrip().startswith("1.")
     bad = subprocess.run(
         [sys.executable, "-m", "sidrec.cli", "recommend", str(out / "model"), "--history", "nope"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert bad.returncode == 2 and "unknown item id" in bad.stderr
 
@@ -119,16 +134,39 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     overrides = [o for o in TINY if not o.startswith(("training.epochs", "evaluation.max_test_users"))]
     command = [
-        str(Path(sys.executable).with_name("accelerate")), "launch", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
-        str(ROOT / "train.py"), "--config", str(recipe_file(tmp_path)),
-        *overrides, f"output_dir={out}", "training.max_steps=4", "training.eval_steps=2",
-        "evaluation.max_test_users=40", "evaluation.max_validation_users=40", "training.torch_threads=1",
+        str(Path(sys.executable).with_name("accelerate")),
+        "launch",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--multi_gpu",  # torchrun; gloo on CPU
+        str(ROOT / "train.py"),
+        "--config",
+        str(recipe_file(tmp_path)),
+        *overrides,
+        f"output_dir={out}",
+        "training.max_steps=4",
+        "training.eval_steps=2",
+        "evaluation.max_test_users=40",
+        "evaluation.max_validation_users=40",
+        "training.torch_threads=1",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train/steps"] == 4
+    assert metrics["train/processes"] == 2
     assert metrics["test/users"] == 40
     assert (out / "model" / "model.safetensors").exists()

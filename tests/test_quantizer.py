@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from sidrec.tokenization.semantic_codes import append_collision_level, code_statistics
 
 from sidrec import SemanticIDQuantizer, SemanticIDQuantizerConfig
-from sidrec.tokenization.semantic_codes import append_collision_level, code_statistics
 
 
 def hand_quantizer() -> SemanticIDQuantizer:
@@ -69,7 +69,9 @@ def test_gumbel_gradient_of_a_downstream_loss_reaches_every_codebook_row():
 
 def test_zero_noise_gumbel_picks_the_nearest_code():
     torch.manual_seed(0)
-    quantizer = SemanticIDQuantizer(SemanticIDQuantizerConfig(input_dim=6, hidden_dims=[], latent_dim=4, num_levels=2, codebook_size=7))
+    quantizer = SemanticIDQuantizer(
+        SemanticIDQuantizerConfig(input_dim=6, hidden_dims=[], latent_dim=4, num_levels=2, codebook_size=7)
+    )
     latent = torch.randn(20, 4)
     assert torch.equal(quantizer.assign(latent, mode="gumbel", noise_scale=0.0).codes, quantizer.assign(latent).codes)
 
@@ -90,7 +92,7 @@ def test_fit_on_real_embeddings_lowers_loss_and_gives_unique_codes(fitted, title
 def test_fit_is_deterministic_for_a_seed(title_embeddings):
     from sidrec.training.fit_quantizer import fit_quantizer
 
-    config = SemanticIDQuantizerConfig(input_dim=384, hidden_dims=[32], latent_dim=8, num_levels=2, codebook_size=8)
+    config = SemanticIDQuantizerConfig(input_dim=384, hidden_dims=[32], latent_dim=8, num_levels=2, codebook_size=32)
     first = fit_quantizer(title_embeddings[:300], config, epochs=3, seed=3)
     second = fit_quantizer(title_embeddings[:300], config, epochs=3, seed=3)
     assert torch.equal(first.codes, second.codes)

@@ -21,7 +21,14 @@ def test_vocabulary_layout():
     tok = small_tokenizer(num_user_buckets=2)
     assert tok.vocab_size == 3 + 3 * 4 + 2
     assert tok.convert_ids_to_tokens([0, 1, 2, 3, 7, 11, 14, 15]) == [
-        "<pad>", "</s>", "<unk>", "<a_0>", "<b_0>", "<c_0>", "<c_3>", "<u_0>"
+        "<pad>",
+        "</s>",
+        "<unk>",
+        "<a_0>",
+        "<b_0>",
+        "<c_0>",
+        "<c_3>",
+        "<u_0>",
     ]
     assert tok.token_offsets == [3, 7, 11]
 

@@ -39,8 +39,9 @@ def test_processor_allows_exactly_the_valid_continuations(data):
     rows = data.draw(st.integers(1, 6))
     sequence = torch.zeros(rows, 1, dtype=torch.long)  # decoder start token
     for step in range(3):
-        logits = torch.tensor(data.draw(st.lists(st.lists(st.floats(-50, 50), min_size=16, max_size=16),
-                                                 min_size=rows, max_size=rows)))
+        logits = torch.tensor(
+            data.draw(st.lists(st.lists(st.floats(-50, 50), min_size=16, max_size=16), min_size=rows, max_size=rows))
+        )
         masked = processor(sequence, logits)
         allowed = torch.isfinite(masked)
         for row in range(rows):

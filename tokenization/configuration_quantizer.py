@@ -19,7 +19,7 @@ class SemanticIDQuantizerConfig(PretrainedConfig):
         num_levels: number of residual codebooks (the collision level is added by the tokenizer).
         codebook_size: codes per level.
         commitment_beta: weight of ``||r - sg[e]||^2`` in the quantisation loss.
-        temperature: ``tau`` in ``softmax(-distance / tau)`` for soft distributions and Gumbel assignment.
+        code_temperature: ``tau`` in ``softmax(-distance / tau)`` for soft distributions and Gumbel assignment.
         dropout: dropout inside the encoder/decoder MLPs.
     """
 
@@ -33,7 +33,7 @@ class SemanticIDQuantizerConfig(PretrainedConfig):
         num_levels: int = 3,
         codebook_size: int = 256,
         commitment_beta: float = 0.25,
-        temperature: float = 1.0,
+        code_temperature: float = 1.0,
         dropout: float = 0.0,
         **kwargs,
     ):
@@ -43,6 +43,6 @@ class SemanticIDQuantizerConfig(PretrainedConfig):
         self.num_levels = num_levels
         self.codebook_size = codebook_size
         self.commitment_beta = commitment_beta
-        self.temperature = temperature
+        self.code_temperature = code_temperature
         self.dropout = dropout
         super().__init__(**kwargs)

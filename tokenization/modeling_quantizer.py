@@ -105,9 +105,7 @@ class SemanticIDQuantizer(PreTrainedModel):
         """Squared L2 distance (B, K) from each residual to each code of ``level``."""
         codebook = self.codebooks[level]
         return (
-            residual.pow(2).sum(-1, keepdim=True)
-            - 2 * residual @ codebook.t()
-            + codebook.pow(2).sum(-1)[None, :]
+            residual.pow(2).sum(-1, keepdim=True) - 2 * residual @ codebook.t() + codebook.pow(2).sum(-1)[None, :]
         ).clamp_min(0)
 
     def assign(
@@ -126,7 +124,7 @@ class SemanticIDQuantizer(PreTrainedModel):
                 Gumbel-softmax over logits ``-distance`` (DIGER).
             hard: with ``"gumbel"``, use the one-hot of the sampled code in the forward pass and the
                 soft probabilities in the backward pass (straight-through); otherwise soft weights.
-            temperature: ``tau``; defaults to ``config.temperature``.
+            temperature: ``tau``; defaults to ``config.code_temperature``.
             noise_scale: multiplies the Gumbel noise: a scalar, an (L,) vector per level (SDUD's
                 sigma), or a (B, L) / (B, 1) matrix per sample (FrqUD's hot/cold switch).
         Returns:
@@ -135,7 +133,7 @@ class SemanticIDQuantizer(PreTrainedModel):
         """
         if mode not in ASSIGNMENT_MODES:
             raise ValueError(f"Unknown assignment mode {mode!r}; use one of {ASSIGNMENT_MODES}.")
-        tau = self.config.temperature if temperature is None else temperature
+        tau = self.config.code_temperature if temperature is None else temperature
         beta = self.config.commitment_beta
         residual = latent
         quantized = torch.zeros_like(latent)
@@ -155,7 +153,7 @@ class SemanticIDQuantizer(PreTrainedModel):
                 weight = F.one_hot(index, codebook.size(0)).to(latent.dtype)
             else:
                 uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-                gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0)).clamp_min(1e-10))
+                gumbel = -torch.log((-torch.log(uniform.clamp_min(1e-10))).clamp_min(1e-10))
                 scale = noise_scale[..., level].unsqueeze(-1) if noise_scale.dim() else noise_scale
                 soft = F.softmax((logits + scale * gumbel) / tau, dim=-1)
                 index = soft.argmax(dim=-1)
@@ -165,8 +163,8 @@ class SemanticIDQuantizer(PreTrainedModel):
                 else:
                     weight = soft
             chosen = weight @ codebook
-            quantization_loss = quantization_loss + F.mse_loss(chosen, residual.detach()) + beta * F.mse_loss(
-                residual, chosen.detach()
+            quantization_loss = (
+                quantization_loss + F.mse_loss(chosen, residual.detach()) + beta * F.mse_loss(residual, chosen.detach())
             )
             codes.append(index)
             weights.append(weight)

@@ -64,9 +64,11 @@ def embed_texts(
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     encoder = SentenceTransformer(model_path, device=device or "cpu")
     encoder.max_seq_length = max_seq_length
-    embeddings = encoder.encode(
-        texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress_bar
-    ).cpu().float()
+    embeddings = (
+        encoder.encode(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress_bar)
+        .cpu()
+        .float()
+    )
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp")

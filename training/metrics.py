@@ -21,7 +21,9 @@ def ranking_metrics(ranked: torch.Tensor, targets: torch.Tensor, ks: tuple[int, 
     ranked = torch.as_tensor(ranked)
     targets = torch.as_tensor(targets)
     if ranked.dim() != 2 or ranked.size(0) != targets.numel():
-        raise ValueError(f"ranked must be (users, K) and targets (users,); got {tuple(ranked.shape)} and {tuple(targets.shape)}")
+        raise ValueError(
+            f"ranked must be (users, K) and targets (users,); got {tuple(ranked.shape)} and {tuple(targets.shape)}"
+        )
     if max(ks) > ranked.size(1):
         raise ValueError(f"cut-off {max(ks)} exceeds the {ranked.size(1)} ranked items per user")
     hits = ranked == targets.view(-1, 1)

@@ -41,7 +41,9 @@ OBJECTIVES: dict[str, type[Objective]] = {CrossEntropyObjective.name: CrossEntro
 def build_objectives(spec: dict[str, Any]) -> dict[str, Objective]:
     """Objectives from a recipe's ``objectives`` mapping: ``{name: weight}`` or ``{name: {weight, ...}}``."""
     if not spec:
-        raise ValueError(f"the recipe names no objectives; add e.g. `objectives: {{ce: 1.0}}` (known: {sorted(OBJECTIVES)})")
+        raise ValueError(
+            f"the recipe names no objectives; add e.g. `objectives: {{ce: 1.0}}` (known: {sorted(OBJECTIVES)})"
+        )
     objectives = {}
     for name, options in spec.items():
         if name not in OBJECTIVES:

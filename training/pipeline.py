@@ -71,8 +71,13 @@ def build_codes(recipe: Recipe, data: SequentialData) -> tuple[QuantizerFit, tor
         dropout=q.dropout,
     )
     fit = fit_quantizer(
-        embeddings, config, epochs=q.epochs, batch_size=q.batch_size, learning_rate=q.learning_rate,
-        kmeans_init=q.kmeans_init, seed=recipe.seed,
+        embeddings,
+        config,
+        epochs=q.epochs,
+        batch_size=q.batch_size,
+        learning_rate=q.learning_rate,
+        kmeans_init=q.kmeans_init,
+        seed=recipe.seed,
     )
     return fit, embeddings
 
@@ -106,7 +111,6 @@ def training_arguments(recipe: Recipe, output_dir: Path, overrides: dict[str, An
         data_seed=recipe.seed,
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
-        ddp_backend="gloo" if not torch.cuda.is_available() else None,
     )
     values.update(overrides or {})
     return TrainingArguments(**values)
@@ -194,24 +198,29 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     test = trainer.evaluate(test_split, metric_key_prefix="test")
     eval_seconds = time.time() - eval_started
     popularity = ranking_metrics(
-        popularity_ranking(data.train_item_counts(), len(test_split), max(ks)), torch.tensor(test_split["target"]), tuple(ks)
+        popularity_ranking(data.train_item_counts(), len(test_split), max(ks)),
+        torch.tensor(test_split["target"]),
+        tuple(ks),
     )
 
-    metrics: dict[str, Any] = {f"test/{k[len('test_'):]}": v for k, v in test.items()}
+    metrics: dict[str, Any] = {f"test/{k[len('test_') :]}": v for k, v in test.items()}
     metrics.update({f"test/popularity/{k}": v for k, v in popularity.items()})
     metrics.update({f"data/{k}": v for k, v in data.stats().items()})
     metrics.update({f"codes/{k}": v for k, v in fit.stats.items()})
-    metrics.update({
-        "train/loss": train_result.training_loss,
-        "train/epochs": trainer.state.epoch,
-        "train/steps": trainer.state.global_step,
-        "train/seconds": train_seconds,
-        "train/examples_per_second": train_result.metrics.get("train_samples_per_second", math.nan),
-        "validation/best_ndcg@10": trainer.state.best_metric,
-        "test/seconds": eval_seconds,
-        "test/users_per_second": len(test_split) / eval_seconds,
-        "total/seconds": time.time() - started,
-    })
+    metrics.update(
+        {
+            "train/loss": train_result.training_loss,
+            "train/epochs": trainer.state.epoch,
+            "train/steps": trainer.state.global_step,
+            "train/processes": state.num_processes,
+            "train/seconds": train_seconds,
+            "train/examples_per_second": train_result.metrics.get("train_samples_per_second", math.nan),
+            "validation/best_ndcg@10": trainer.state.best_metric,
+            "test/seconds": eval_seconds,
+            "test/users_per_second": len(test_split) / eval_seconds,
+            "total/seconds": time.time() - started,
+        }
+    )
 
     if state.is_main_process:
         model_dir = output_dir / "model"
@@ -220,8 +229,10 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
         write_item_table(model_dir, data)
         (output_dir / "recipe.yaml").write_text(_yaml_dump(recipe.to_dict()))
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        say(f"\nTest, {len(test_split):,} users, full ranking over {data.num_items:,} items "
-            f"(beam {recipe.evaluation.num_beams}, trie-constrained):")
+        say(
+            f"\nTest, {len(test_split):,} users, full ranking over {data.num_items:,} items "
+            f"(beam {recipe.evaluation.num_beams}, trie-constrained):"
+        )
         say(format_results(metrics, ks))
         say(f"Saved model and tokenizer to {model_dir}; metrics to {output_dir / 'metrics.json'}")
         show_recommendations(model, tokenizer, data, recipe.evaluation.show_user, say)

@@ -143,7 +143,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe and apply ``section.key=value`` overrides (values parsed as YAML)."""
     path = Path(path)
     if not path.exists():
-        raise RecipeError(f"recipe file {path} not found; recipes live in configs/ (e.g. configs/scientific-tiger-demo.yaml)")
+        raise RecipeError(
+            f"recipe file {path} not found; recipes live in configs/ (e.g. configs/scientific-tiger-demo.yaml)"
+        )
     values = yaml.safe_load(path.read_text()) or {}
     for override in overrides or []:
         if "=" not in override:

@@ -63,7 +63,9 @@ class Recommender:
             )
         return [self.index_of[str(raw)] for raw in history]
 
-    def recommend(self, history: list[str | int], top_k: int = 10, num_beams: int | None = None) -> list[Recommendation]:
+    def recommend(
+        self, history: list[str | int], top_k: int = 10, num_beams: int | None = None
+    ) -> list[Recommendation]:
         """Top-``top_k`` items for one history of raw item ids (oldest first)."""
         result = self.model.recommend([self.to_indices(history)], self.tokenizer, top_k=top_k, num_beams=num_beams)
         return [

@@ -1,0 +1,80 @@
+"""Users per second: the fast `recommend` path vs stock `generate` with the trie processor.
+
+Both rank the same users with the same model and beam width, in one run, so the ratio is
+meaningful whatever the machine. The model is TIGER-size (4 + 4 layers, d_model 128, 6 heads of
+64, d_ff 1024) over 4-level codes of 256; weights are random, which does not change the cost.
+
+    python benchmarks/bench_recommend.py [--users 256] [--batch-size 32] [--num-beams 20] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+from sidrec.tokenization.semantic_codes import append_collision_level
+
+import sidrec  # noqa: F401
+from sidrec import SemanticIDTokenizer, SIDT5Config, SIDT5ForConditionalGeneration
+
+
+def users_per_second(rank, histories: list[list[int]], batch_size: int) -> float:
+    rank(histories[:batch_size])  # warm-up
+    started = time.perf_counter()
+    for start in range(0, len(histories), batch_size):
+        rank(histories[start : start + batch_size])
+    return len(histories) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=128)
+    parser.add_argument("--items", type=int, default=12101, help="catalogue size (Beauty: 12,101)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-beams", type=int, default=20)
+    parser.add_argument("--history", type=int, default=20)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-generate", action="store_true")
+    parser.add_argument("--output", default=None, help="write the result JSON here")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    codes = append_collision_level(torch.randint(0, 256, (args.items, 3)), 256)
+    tokenizer = SemanticIDTokenizer(item_codes=codes, num_levels=4, codebook_size=256, max_history=args.history)
+    model = SIDT5ForConditionalGeneration(SIDT5Config(num_code_levels=4, codebook_size=256)).to(args.device).eval()
+    histories = [torch.randint(0, args.items, (args.history,)).tolist() for _ in range(args.users)]
+    beams, k = args.num_beams, min(10, args.num_beams)
+
+    fast = users_per_second(
+        lambda h: model.recommend(h, tokenizer, top_k=k, num_beams=beams), histories, args.batch_size
+    )
+    result = {
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "users": args.users,
+        "batch_size": args.batch_size,
+        "num_beams": beams,
+        "recommend_users_per_s": round(fast, 1),
+    }
+    if not args.skip_generate:
+        stock = users_per_second(
+            lambda h: model.recommend_with_generate(h, tokenizer, top_k=k, num_beams=beams), histories, args.batch_size
+        )
+        result["generate_trie_users_per_s"] = round(stock, 1)
+        result["speedup"] = round(fast / stock, 2)
+        same = torch.equal(
+            model.recommend(histories[:8], tokenizer, top_k=k, num_beams=beams).items,
+            model.recommend_with_generate(histories[:8], tokenizer, top_k=k, num_beams=beams).items,
+        )
+        result["same_top_k"] = bool(same)
+    print(json.dumps(result, indent=2))
+    if args.output:
+        with open(args.output, "w") as handle:
+            json.dump(result, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
