@@ -1,11 +1,16 @@
 """Interaction data: readers, k-core filtering and the chronological leave-one-out protocol.
 
-Every reader returns the same two frames (interactions: user, item, order; items: item + text
-fields), so filtering and splitting happen once, the same way for every source format:
+Every reader turns its source into the same two frames (interactions: user, item, order; items:
+item key + text fields), so filtering, indexing and splitting happen once, the same way for every
+source format. That is what makes a model trained on RecBole files comparable with one trained on
+the shipped CSVs:
 
 - ``table``: CSV / CSV.GZ / Parquet / JSONL(.GZ) with named columns (the shipped data);
 - ``recbole``: RecBole atomic files ``<name>.inter`` + ``<name>.item``;
 - ``amazon``: Amazon review JSON(.GZ) + metadata (the 2014 metadata is Python-literal lines).
+
+Bad input raises :class:`DataFormatError` (or ``FileNotFoundError``) with a message that names the
+problem and the setting to change, because a data loader is the first thing a new user runs.
 """
 
 from __future__ import annotations
@@ -14,24 +19,45 @@ import ast
 import gzip
 import html
 import json
+import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from datasets import Dataset, DatasetDict, Features, Sequence, Value
+import pyarrow as pa
+from datasets import Dataset, DatasetDict, Features, Value
+
+try:  # datasets >= 4 spells a variable-length list `List`; older versions only have `Sequence`
+    from datasets import List as _ListFeature
+except ImportError:  # pragma: no cover - depends on the installed datasets version
+    from datasets import Sequence as _ListFeature
 
 FORMATS = ("auto", "table", "recbole", "amazon")
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".jsonl", ".jsonl.gz", ".json", ".json.gz")
+JSON_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
+MIN_SEQUENCE = 3  # one train target, one validation target, one test target
+SPLIT_FEATURES = Features({"user": Value("int64"), "history": _ListFeature(Value("int64")), "target": Value("int64")})
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
+_SPACE = re.compile(r"\s+")
+_INTEGER = re.compile(r"[+-]?\d+")
 
 
 class DataFormatError(ValueError):
-    """Input data that cannot be read as configured; the message says what to change."""
+    """Input data that cannot be read as configured; the message says what is wrong and what to change."""
 
 
 @dataclass
 class DataConfig:
-    """Where the data is and how to cut it (see the module docstring for formats)."""
+    """Where the data is and how to cut it.
+
+    ``format="auto"`` picks the reader from the files: ``*.inter`` means RecBole, ``interactions.*``
+    means a table, JSON files with ``reviewerID`` mean Amazon reviews. ``max_users`` keeps the first
+    N users by sorted raw id *before* k-core filtering, so a demo on a slice is still a valid k-core.
+    """
 
     path: str
     format: str = "auto"
@@ -51,8 +77,11 @@ class DataConfig:
 class SequentialData:
     """A catalogue, each user's chronological sequence, and the leave-one-out splits.
 
-    ``splits`` rows are ``(user, history, target)`` in contiguous indices; histories hold at most
-    ``max_history`` most recent items. Users need 3 interactions (train, validation, test).
+    Indices are contiguous (users ``0..num_users-1``, items ``0..num_items-1``) so they can index
+    embedding tables directly; ``user_ids`` / ``item_ids`` map them back to the raw ids of the source.
+    ``splits`` rows are ``(user, history, target)``; a history holds at most ``max_history`` of the
+    most recent items. The test split has exactly one row per user, in user order, so
+    ``splits["test"][u]`` is user ``u``'s test example.
     """
 
     name: str
@@ -78,18 +107,21 @@ class SequentialData:
 
     @property
     def sparsity(self) -> float:
+        """Share of empty user x item cells, the number papers quote next to the counts."""
         return 1.0 - self.num_interactions / (self.num_users * self.num_items)
 
     def stats(self) -> dict[str, float | int]:
+        """Counts for metrics files and model cards (flat, so they log as scalars)."""
         return {
             "users": self.num_users,
             "items": self.num_items,
             "interactions": self.num_interactions,
             "sparsity": self.sparsity,
-            **{f"{name}_examples": len(split) for name, split in self.splits.items()},
+            **{f"{name}_examples": len(self.splits[name]) for name in ("train", "validation", "test")},
         }
 
     def summary(self) -> str:
+        """One line to print after loading, so a wrong path or filter shows up in the counts."""
         return (
             f"{self.name}: {self.num_users:,} users, {self.num_items:,} items, {self.num_interactions:,} interactions, "
             f"sparsity {self.sparsity:.3%}; train {len(self.splits['train']):,} / validation "
@@ -97,274 +129,598 @@ class SequentialData:
         )
 
     def train_item_counts(self) -> list[int]:
-        """Interactions per item in the training part of each sequence (for the popularity baseline)."""
-        counts = np.zeros(self.num_items, dtype=np.int64)
-        train_items = [item for seq in self.sequences for item in seq[:-2]]
-        np.add.at(counts, np.asarray(train_items, dtype=np.int64), 1)
-        return counts.tolist()
+        """Interactions per item index, counted only on each user's training part ``sequence[:-2]``.
+
+        The popularity baseline must not see the validation/test items, or it would be scored on
+        counts that include the very targets it is asked to predict.
+        """
+        parts = [seq[:-2] for seq in self.sequences if len(seq) > 2]
+        flat = np.fromiter((item for part in parts for item in part), dtype=np.int64)
+        return np.bincount(flat, minlength=self.num_items).tolist()
 
 
 # ----- readers -------------------------------------------------------------------------------------
+@dataclass
+class _Raw:
+    """What a reader hands over: frames plus which of their columns mean user / item / order."""
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame | None
+    user: str
+    item: str
+    order: str | None
+    item_key: str
+    interactions_name: str
+    items_name: str | None
+    fix: dict[str, str]  # column role -> how to point the loader at another column (for error messages)
+    deduplicate: bool = False
+
+
 def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+    return (
+        gzip.open(path, "rt", encoding="utf-8") if path.name.lower().endswith(".gz") else open(path, encoding="utf-8")
+    )
+
+
+def _json_objects(path: Path, literal_fallback: bool = False) -> Iterator[tuple[int, dict]]:
+    """(line number, object) per non-blank line; Python-literal lines allowed when ``literal_fallback``."""
+    with _open_text(path) as handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as error:
+                    value = None
+                    if literal_fallback:
+                        try:
+                            value = ast.literal_eval(line.strip())
+                        except (ValueError, SyntaxError, MemoryError, RecursionError):
+                            value = None
+                    if value is None:
+                        raise DataFormatError(
+                            f"{path.name} line {number} is not valid JSON ({error.msg} at column {error.colno}): "
+                            f"{line.strip()[:80]!r}; fix or delete that line"
+                        ) from error
+                if not isinstance(value, dict):
+                    raise DataFormatError(
+                        f"{path.name} line {number} is a {type(value).__name__}, not an object; "
+                        'each line must be one record like {"user_id": ..., "item_id": ...}'
+                    )
+                yield number, value
+        except (OSError, EOFError, UnicodeDecodeError) as error:
+            raise DataFormatError(f"cannot read {path.name} ({error}); is it really a text / .gz file?") from error
 
 
 def _read_json_lines(path: Path, literal_fallback: bool = False) -> pd.DataFrame:
-    rows = []
-    with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                if literal_fallback:
-                    try:
-                        rows.append(ast.literal_eval(line))
-                        continue
-                    except (ValueError, SyntaxError):
-                        pass
-                raise DataFormatError(
-                    f"{path.name} line {number} is not valid JSON ({error.msg}); fix or remove that line"
-                ) from error
-    return pd.DataFrame(rows)
+    return pd.DataFrame([value for _, value in _json_objects(path, literal_fallback)])
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """A CSV / Parquet / JSON-lines file as a DataFrame, chosen by extension."""
+    """A CSV / Parquet / JSON-lines file as a DataFrame, chosen by extension (CSV cells stay strings)."""
     name = path.name.lower()
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"data file {path} not found")
-    if name.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    if name.endswith(".parquet"):
-        return pd.read_parquet(path)
-    if name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
+    try:
+        if name.endswith((".csv", ".csv.gz")):
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+        if name.endswith(".parquet"):
+            return pd.read_parquet(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, pa.ArrowException) as error:
+        raise DataFormatError(
+            f"cannot parse {path.name}: {error}; fix the file or convert it to CSV/Parquet"
+        ) from error
+    if name.endswith(JSON_SUFFIXES):
         return _read_json_lines(path)
     raise DataFormatError(f"cannot read {path.name}: use .csv(.gz), .parquet or .jsonl(.gz)")
 
 
-def _find(directory: Path, prefix: str, explicit: str | None, suffixes: tuple[str, ...]) -> Path | None:
-    if explicit:
-        path = directory / explicit
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found; check data.{prefix}_file")
-        return path
-    matches = sorted(
-        p for p in directory.iterdir() if p.name.lower().startswith(prefix) and p.name.lower().endswith(suffixes)
-    )
-    return matches[0] if matches else None
+def _explicit(directory: Path, name: str, setting: str) -> Path:
+    path = directory / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; check data.{setting} (a file name inside {directory})")
+    return path
 
 
-def _require_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
-    for column, setting in zip(columns, ("user_column", "item_column", "order_column")):
-        if column is not None and column not in frame.columns:
+def _one(candidates: list[Path], what: str, setting: str, directory: Path) -> Path | None:
+    """The single candidate file, None if there is none, an error naming them if there are several."""
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates)
+        raise DataFormatError(f"several {what} files in {directory} ({names}); pick one with data.{setting}")
+    return candidates[0] if candidates else None
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _read_tables(config: DataConfig, root: Path) -> _Raw:
+    directory = root if root.is_dir() else root.parent
+    if root.is_file():
+        inter = root
+    elif config.interactions_file:
+        inter = _explicit(directory, config.interactions_file, "interactions_file")
+    else:
+        found = [p for p in _files(directory) if p.name.lower().startswith("interactions")]
+        inter = _one(
+            [p for p in found if p.name.lower().endswith(TABLE_SUFFIXES)],
+            "interactions.*",
+            "interactions_file",
+            directory,
+        )
+        if inter is None:
             raise DataFormatError(
-                f"column {column!r} not in {source} (columns: {', '.join(map(str, frame.columns))}); set data.{setting}"
+                f"no interactions.* file in {directory}; pass the directory that holds interactions.* and items.*, "
+                "or set data.interactions_file"
             )
-
-
-def _read_tables(config: DataConfig, root: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, str]]:
-    directory = root if root.is_dir() else root.parent
-    inter = root if root.is_file() else _find(directory, "interactions", config.interactions_file, TABLE_SUFFIXES)
-    if inter is None:
-        raise DataFormatError(f"no interactions.* file in {directory}; pass data.interactions_file or another path")
-    items_path = _find(directory, "items", config.items_file, TABLE_SUFFIXES)
-    columns = {"user": config.user_column, "item": config.item_column, "order": config.order_column}
-    return read_table(inter), (read_table(items_path) if items_path else None), columns
-
-
-def _read_recbole(config: DataConfig, root: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, str]]:
-    directory = root if root.is_dir() else root.parent
-    inter = root if root.suffix == ".inter" else _find(directory, "", config.interactions_file, (".inter",))
-    if inter is None:
-        raise DataFormatError(f"no .inter file in {directory}; RecBole atomic data needs <name>.inter (+ <name>.item)")
-    item_path = inter.with_suffix(".item")
-
-    def read_atomic(path: Path) -> pd.DataFrame:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
-        frame.columns = [c.split(":")[0] for c in frame.columns]
-        return frame
-
-    interactions = read_atomic(inter)
-    order = "timestamp" if "timestamp" in interactions.columns else None
-    columns = {"user": config.user_column, "item": config.item_column, "order": order}
-    return interactions, (read_atomic(item_path) if item_path.exists() else None), columns
-
-
-def _read_amazon(config: DataConfig, root: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, str]]:
-    directory = root if root.is_dir() else root.parent
-    json_suffixes = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
-    reviews = root if root.is_file() else _find(directory, "", config.interactions_file, json_suffixes)
-    candidates = [
-        p for p in sorted(directory.iterdir()) if "meta" in p.name.lower() and p.name.lower().endswith(json_suffixes)
-    ]
     if config.items_file:
-        candidates = [directory / config.items_file]
-    if root.is_dir() and config.interactions_file is None:
-        others = [
-            p for p in sorted(directory.iterdir()) if p.name.lower().endswith(json_suffixes) and p not in candidates
-        ]
-        reviews = others[0] if others else None
-    if reviews is None:
-        raise DataFormatError(f"no Amazon review file (*.json[.gz]) in {directory}; pass data.interactions_file")
-    interactions = _read_json_lines(reviews)
-    items = _read_json_lines(candidates[0], literal_fallback=True) if candidates else None
+        items_path = _explicit(directory, config.items_file, "items_file")
+    else:
+        found = [p for p in _files(directory) if p.name.lower().startswith("items")]
+        items_path = _one(
+            [p for p in found if p.name.lower().endswith(TABLE_SUFFIXES)], "items.*", "items_file", directory
+        )
+    return _Raw(
+        interactions=read_table(inter),
+        items=read_table(items_path) if items_path else None,
+        user=config.user_column,
+        item=config.item_column,
+        order=config.order_column,
+        item_key=config.item_column,
+        interactions_name=inter.name,
+        items_name=items_path.name if items_path else None,
+        fix={"user": "set data.user_column", "item": "set data.item_column", "order": "set data.order_column"},
+    )
+
+
+def _read_atomic(path: Path) -> pd.DataFrame:
+    """A RecBole atomic file: tab-separated, header ``name:type``; the ``:type`` suffix is dropped."""
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)  # 3 = QUOTE_NONE
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataFormatError(
+            f"cannot parse RecBole file {path.name}: {error}; atomic files are tab-separated with one header line "
+            "like 'user_id:token<TAB>item_id:token<TAB>timestamp:float'"
+        ) from error
+    frame.columns = [str(c).split(":", 1)[0] for c in frame.columns]
+    return frame
+
+
+def _read_recbole(config: DataConfig, root: Path) -> _Raw:
+    directory = root if root.is_dir() else root.parent
+    if root.is_file():
+        inter = root
+    elif config.interactions_file:
+        inter = _explicit(directory, config.interactions_file, "interactions_file")
+    else:
+        inter = _one([p for p in _files(directory) if p.suffix == ".inter"], ".inter", "interactions_file", directory)
+        if inter is None:
+            raise DataFormatError(
+                f"no .inter file in {directory}; RecBole atomic data needs <name>.inter (+ <name>.item)"
+            )
+    item_path = (
+        _explicit(directory, config.items_file, "items_file") if config.items_file else inter.with_suffix(".item")
+    )
+    interactions = _read_atomic(inter)
+    # RecBole orders by `timestamp`; a configured order column wins when the file has it.
+    if config.order_column and config.order_column in interactions.columns:
+        order = config.order_column
+    else:
+        order = "timestamp" if "timestamp" in interactions.columns else None
+    return _Raw(
+        interactions=interactions,
+        items=_read_atomic(item_path) if item_path.is_file() else None,
+        user=config.user_column,
+        item=config.item_column,
+        order=order,
+        item_key=config.item_column,
+        interactions_name=inter.name,
+        items_name=item_path.name if item_path.is_file() else None,
+        fix={"user": "set data.user_column", "item": "set data.item_column", "order": "set data.order_column"},
+    )
+
+
+def _first_object(path: Path) -> dict:
+    """The first record of a JSON-lines file (or {} when it has none or is not JSON), for format sniffing."""
+    try:
+        for _, value in _json_objects(path, literal_fallback=True):
+            return value
+    except DataFormatError:
+        pass
+    return {}
+
+
+def _read_amazon(config: DataConfig, root: Path) -> _Raw:
+    directory = root if root.is_dir() else root.parent
+    jsons = [p for p in _files(directory) if p.name.lower().endswith(JSON_SUFFIXES)]
+    if root.is_file():
+        reviews = root
+    elif config.interactions_file:
+        reviews = _explicit(directory, config.interactions_file, "interactions_file")
+    else:
+        reviews = _one([p for p in jsons if "meta" not in p.name.lower()], "review", "interactions_file", directory)
+        if reviews is None:
+            raise DataFormatError(
+                f"no Amazon review file (*.json[.gz] without 'meta' in its name) in {directory}; "
+                "set data.interactions_file"
+            )
+    if config.items_file:
+        meta = _explicit(directory, config.items_file, "items_file")
+    else:
+        meta = _one(
+            [p for p in jsons if "meta" in p.name.lower() and p != reviews], "metadata (meta*)", "items_file", directory
+        )
+    items = _read_json_lines(meta, literal_fallback=True) if meta else None
     if items is not None and "category" in items.columns and "categories" not in items.columns:
-        items = items.rename(columns={"category": "categories"})
-    return interactions, items, {"user": "reviewerID", "item": "asin", "order": "unixReviewTime"}
+        items = items.rename(columns={"category": "categories"})  # 2018 metadata says `category`
+    return _Raw(
+        interactions=_read_json_lines(reviews),
+        items=items,
+        user="reviewerID",
+        item="asin",
+        order="unixReviewTime",
+        item_key="asin",
+        interactions_name=reviews.name,
+        items_name=meta.name if meta else None,
+        fix=dict.fromkeys(
+            ("user", "item", "order"),
+            "Amazon review lines need reviewerID, asin and unixReviewTime; for other names use data.format='table'",
+        ),
+        deduplicate=True,
+    )
 
 
 READERS = {"table": _read_tables, "recbole": _read_recbole, "amazon": _read_amazon}
 
 
-def _detect_format(root: Path) -> str:
-    names = [p.name.lower() for p in (root.iterdir() if root.is_dir() else [root])]
+def _detect_format(root: Path, config: DataConfig) -> str:
+    """Guess the reader from file names (and, for JSON, from the first record's keys)."""
+    directory = root if root.is_dir() else root.parent
+    if root.is_file():
+        files = [root]
+    elif config.interactions_file:
+        files = [_explicit(directory, config.interactions_file, "interactions_file")]
+    else:
+        files = _files(directory)
+    names = [p.name.lower() for p in files]
     if any(n.endswith(".inter") for n in names):
         return "recbole"
-    if any(n.startswith("interactions") for n in names) or (
-        root.is_file() and root.name.lower().endswith(TABLE_SUFFIXES)
-    ):
+    if root.is_dir() and not config.interactions_file and any(n.startswith("interactions") for n in names):
         return "table"
-    if any("meta" in n for n in names):
-        return "amazon"
+    for path in files:
+        if path.name.lower().endswith(JSON_SUFFIXES) and "meta" not in path.name.lower():
+            if "reviewerID" in _first_object(path):
+                return "amazon"
+    if not root.is_dir() or config.interactions_file:
+        if names[0].endswith(TABLE_SUFFIXES):
+            return "table"
+    listing = ", ".join(p.name for p in files[:10]) or "no files"
     raise DataFormatError(
-        f"cannot tell the format of {root}; set data.format to one of {', '.join(FORMATS[1:])} "
+        f"cannot tell the data format of {root} ({listing}); set data.format to one of table, recbole, amazon "
         "(table: interactions.* + items.*; recbole: <name>.inter + <name>.item; amazon: reviews + meta JSON)"
     )
 
 
-# ----- filtering and splitting ---------------------------------------------------------------------
-def _sort_ids(values: np.ndarray) -> np.ndarray:
-    """Unique raw ids, numerically when every id is an integer (so shipped ids keep their order)."""
-    unique = pd.unique(values)
-    try:
-        return np.array(sorted(unique, key=int), dtype=object)
-    except (TypeError, ValueError):
-        return np.array(sorted(unique, key=str), dtype=object)
+# ----- cleaning helpers ------------------------------------------------------------------------------
+def _clean(value: str) -> str:
+    """Unescape HTML entities (twice-escaped ones too: ``&amp;#8482`` occurs), drop tags, squash whitespace."""
+    for _ in range(3):
+        unescaped = html.unescape(value)
+        if unescaped == value:
+            break
+        value = unescaped
+    if "<" in value:
+        value = _TAG.sub(" ", value)
+    return _SPACE.sub(" ", value).strip()
 
 
-def k_core(frame: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
-    """Iteratively drop users and items with too few interactions until both thresholds hold."""
-    while True:
-        user_counts = frame["user"].map(frame["user"].value_counts())
-        item_counts = frame["item"].map(frame["item"].value_counts())
-        keep = (user_counts >= min_user) & (item_counts >= min_item)
-        if keep.all():
-            return frame
-        frame = frame[keep]
+def _flatten(value: Any) -> Iterator[Any]:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        for part in value:
+            yield from _flatten(part)
+    elif isinstance(value, dict):
+        for key, part in value.items():
+            yield f"{key}: {part}"
+    else:
+        yield value
 
 
-def _item_text(row: dict, fields: list[str]) -> str:
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and np.isnan(value)
+
+
+def _field_text(name: str, value: Any) -> str:
+    """One metadata value as text; lists (nested ones in 2014 categories) become 'A, B' without repeats.
+
+    A list element that already ends a sentence (2018 description paragraphs) is followed by a space
+    instead of ', ', so ``["Strong.", "Light."]`` reads "Strong. Light." rather than "Strong., Light.".
+    """
+    if isinstance(value, (list, tuple, np.ndarray, dict)):
+        parts = list(dict.fromkeys(p for p in (_clean(str(v)) for v in _flatten(value) if not _is_missing(v)) if p))
+        text = parts[0] if parts else ""
+        for part in parts[1:]:
+            text += (" " if text[-1] in ".!?;:" else ", ") + part
+        return text
+    if _is_missing(value):
+        return ""
+    text = _clean(str(value))
+    if name in ("categories", "category"):
+        text = re.sub(r",(?=\S)", ", ", text)  # the 2018 files join categories with a bare ','
+    return text
+
+
+def _item_text(record: dict[str, Any], fields: list[str]) -> str:
+    """``"title: X. brand: Y. categories: A, B"``: one ``name: value`` per non-empty field, in ``fields`` order."""
     parts = []
     for name in fields:
-        value = row.get(name)
-        if isinstance(value, (list, tuple, np.ndarray)):
-            value = ", ".join(str(v) for v in value if str(v).strip())
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            continue
-        value = html.unescape(str(value)).strip().rstrip(".")
-        if value:
-            parts.append(f"{name}: {value}")
+        text = _field_text(name, record.get(name)).rstrip(" .")
+        if text.strip(" .,;:-"):  # LETTER-style cleaning leaves '.' for an empty description
+            parts.append(f"{name}: {text}")
     return ". ".join(parts)
 
 
-def _build_splits(sequences: list[list[int]], max_history: int) -> DatasetDict:
-    features = Features({"user": Value("int64"), "history": Sequence(Value("int64")), "target": Value("int64")})
-    rows = {"train": ([], [], []), "validation": ([], [], []), "test": ([], [], [])}
-    for user, seq in enumerate(sequences):
-        n = len(seq)
-        for j in range(1, n - 2):
-            rows["train"][0].append(user)
-            rows["train"][1].append(seq[max(0, j - max_history) : j])
-            rows["train"][2].append(seq[j])
-        for name, end in (("validation", n - 2), ("test", n - 1)):
-            rows[name][0].append(user)
-            rows[name][1].append(seq[max(0, end - max_history) : end])
-            rows[name][2].append(seq[end])
+def _id_strings(series: pd.Series) -> pd.Series:
+    """Raw ids as strings; integral floats (ids read back with NaN elsewhere) lose their '.0'."""
+    if pd.api.types.is_float_dtype(series.dtype):
+        values = series.to_numpy()
+        if np.all(np.isnan(values) | (values == np.round(values))):
+            series = series.astype("Int64")
+    return series.astype("string").fillna("").astype(str)
+
+
+def _sorted_ids(unique: np.ndarray) -> np.ndarray:
+    """Order for raw ids: numeric when every id is an integer (so 0-based shipped ids map to themselves)."""
+    strings = unique.astype(str)
+    if len(strings) and all(_INTEGER.fullmatch(s) for s in strings):
+        return np.array(sorted(strings, key=lambda s: (int(s), s)), dtype=object)
+    return np.array(sorted(strings), dtype=object)
+
+
+def _rank(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique raw ids, index of each value into them) in :func:`_sorted_ids` order."""
+    codes, uniques = pd.factorize(values)
+    order = _sorted_ids(np.asarray(uniques, dtype=object))
+    position = pd.Series(np.arange(len(order)), index=order)
+    return order, position.reindex(np.asarray(uniques, dtype=object)).to_numpy()[codes]
+
+
+def _order_values(column: pd.Series, name: str, source: str, fix: str) -> np.ndarray:
+    """A sortable int/float array from a numeric or date/time column."""
+    numeric = pd.to_numeric(column, errors="coerce")
+    if not numeric.isna().any():
+        return numeric.to_numpy()
+    if pd.api.types.is_datetime64_any_dtype(column):
+        stamps = column
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stamps = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
+    if not stamps.isna().any():
+        return stamps.astype("int64").to_numpy()
+    bad = int(np.flatnonzero(numeric.isna().to_numpy())[0])
+    raise DataFormatError(
+        f"column {name!r} in {source} has a value that is neither a number nor a date "
+        f"({column.iloc[bad]!r} in data row {bad + 1}); fix the file, or {fix} (None keeps file order)"
+    )
+
+
+def _require(frame: pd.DataFrame, column: str, source: str, fix: str) -> None:
+    if column not in frame.columns:
+        shown = ", ".join(map(str, frame.columns[:30]))
+        raise DataFormatError(f"column {column!r} not in {source} (columns: {shown}); {fix}")
+
+
+# ----- filtering and splitting ---------------------------------------------------------------------
+def k_core(users: np.ndarray, items: np.ndarray, min_user: int, min_item: int) -> np.ndarray:
+    """Boolean mask of the interactions that survive iterative k-core filtering.
+
+    Dropping a user can push an item under its threshold and vice versa, so the rule is applied
+    until nothing changes. ``users``/``items`` are integer codes. A threshold of 0 disables it.
+    """
+    keep = np.ones(len(users), dtype=bool)
+    while True:
+        user_counts = np.bincount(users[keep], minlength=int(users.max(initial=-1)) + 1)
+        item_counts = np.bincount(items[keep], minlength=int(items.max(initial=-1)) + 1)
+        new = keep & (user_counts[users] >= min_user) & (item_counts[items] >= min_item)
+        if np.array_equal(new, keep):
+            return keep
+        keep = new
+
+
+def _windows(ends: np.ndarray, starts: np.ndarray, flat: np.ndarray, max_history: int) -> pa.ListArray:
+    """Histories ``flat[max(start, end - max_history):end]`` per row, built without a Python loop."""
+    begins = np.maximum(starts, ends - max_history)
+    lengths = ends - begins
+    offsets = np.zeros(len(ends) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    index = np.repeat(begins - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), pa.array(flat[index], type=pa.int64()))
+
+
+def _build_splits(flat: np.ndarray, lengths: np.ndarray, max_history: int) -> DatasetDict:
+    """Chronological leave-one-out on the concatenated sequences ``flat`` (user u owns ``lengths[u]`` items).
+
+    test = (s[:-1], s[-1]); validation = (s[:-2], s[-2]); train = (s[:j], s[j]) for j = 1..n-3, so the
+    validation and test items are never train targets nor inside train histories.
+    """
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    users = np.arange(len(lengths), dtype=np.int64)
+    per_user = lengths - 3
+    train_users = np.repeat(users, per_user)
+    train_starts = np.repeat(starts, per_user)
+    first_row = np.repeat(np.cumsum(per_user) - per_user, per_user)
+    train_ends = train_starts + 1 + (np.arange(len(train_users)) - first_row)  # j = 1 .. n-3
+    rows = {
+        "train": (train_users, train_starts, train_ends),
+        "validation": (users, starts, starts + lengths - 2),
+        "test": (users, starts, starts + lengths - 1),
+    }
     return DatasetDict(
         {
-            name: Dataset.from_dict({"user": u, "history": h, "target": t}, features=features)
-            for name, (u, h, t) in rows.items()
+            name: Dataset.from_dict(
+                {
+                    "user": pa.array(split_users, type=pa.int64()),
+                    "history": _windows(ends, split_starts, flat, max_history),
+                    "target": pa.array(flat[ends], type=pa.int64()),
+                },
+                features=SPLIT_FEATURES,
+            )
+            for name, (split_users, split_starts, ends) in rows.items()
         }
     )
 
 
+def _validate(config: DataConfig) -> None:
+    if config.format not in FORMATS:
+        raise DataFormatError(f"unknown data.format {config.format!r}; use one of {', '.join(FORMATS)}")
+    for name in ("min_user_interactions", "min_item_interactions", "max_history"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "max_history" else 0):
+            minimum = 1 if name == "max_history" else 0
+            raise DataFormatError(f"data.{name} must be an integer >= {minimum}, got {value!r}")
+    if config.max_users is not None and (not isinstance(config.max_users, int) or config.max_users < 1):
+        raise DataFormatError(f"data.max_users must be a positive integer or None, got {config.max_users!r}")
+    if isinstance(config.text_fields, str):
+        raise DataFormatError(f"data.text_fields must be a list of column names, got the string {config.text_fields!r}")
+
+
+def _dataset_name(root: Path) -> str:
+    if root.is_dir():
+        return root.name
+    stem = root.name.split(".")[0]
+    return root.parent.name if stem.lower() in ("interactions", "reviews") else stem
+
+
 def load_sequential_data(config: DataConfig, verbose: bool = True) -> SequentialData:
-    """Read, k-core filter, index and split a data set as ``config`` describes."""
+    """Read, k-core filter, index and split a data set as ``config`` describes.
+
+    Steps, in order: read (format reader) -> sort each user's interactions by the order column (ties
+    keep file order) -> for Amazon reviews drop repeated (user, item) pairs, keeping the earliest ->
+    ``max_users`` -> iterative k-core -> index users/items contiguously in raw-id order -> split.
+    Users must keep at least 3 interactions (one each for train, validation and test); that rule is
+    part of the k-core loop, so users with fewer are dropped and item counts stay consistent.
+    Items in the item table that no kept interaction uses are dropped; kept items without a metadata
+    row get empty text and a warning. Prints :meth:`SequentialData.summary` when ``verbose``.
+    """
+    _validate(config)
     root = Path(config.path)
     if not root.exists():
         raise FileNotFoundError(
             f"data path {root} not found; pass the directory that holds interactions.* and items.* "
-            "(e.g. examples/data/amazon2018_scientific_5core)"
+            "(e.g. examples/data/amazon2018_scientific_5core), a RecBole directory or an Amazon review directory"
         )
-    fmt = _detect_format(root) if config.format == "auto" else config.format
-    if fmt not in READERS:
-        raise DataFormatError(f"unknown data.format {config.format!r}; use one of {', '.join(FORMATS)}")
-    interactions, items, columns = READERS[fmt](config, root)
-    _require_columns(interactions, [columns["user"], columns["item"], columns["order"]], f"the {fmt} interactions")
+    fmt = _detect_format(root, config) if config.format == "auto" else config.format
+    raw = READERS[fmt](config, root)
+    inter = raw.interactions
+    source = raw.interactions_name
+    if inter.empty:
+        raise DataFormatError(f"{source} has no interactions; check data.path / data.interactions_file")
+    _require(inter, raw.user, source, raw.fix["user"])
+    _require(inter, raw.item, source, raw.fix["item"])
+    if raw.order is not None:
+        _require(inter, raw.order, source, raw.fix["order"])
 
-    frame = pd.DataFrame(
-        {
-            "user": interactions[columns["user"]].astype(str).to_numpy(),
-            "item": interactions[columns["item"]].astype(str).to_numpy(),
-            "order": pd.to_numeric(interactions[columns["order"]], errors="coerce").to_numpy()
-            if columns["order"]
-            else np.arange(len(interactions)),
-            "row": np.arange(len(interactions)),
-        }
-    )
-    if frame["order"].isna().any():
-        raise DataFormatError(
-            f"column {columns['order']!r} has non-numeric values; set data.order_column to a number column"
-        )
-    frame = frame.sort_values(["user", "order", "row"], kind="stable").drop_duplicates(["user", "item"], keep="first")
+    user_raw = _id_strings(inter[raw.user]).to_numpy(dtype=object)
+    item_raw = _id_strings(inter[raw.item]).to_numpy(dtype=object)
+    for column, values in ((raw.user, user_raw), (raw.item, item_raw)):
+        empty = np.flatnonzero(values == "")
+        if len(empty):
+            raise DataFormatError(
+                f"{len(empty):,} rows of {source} have an empty {column!r} (first: data row {empty[0] + 1}); "
+                "remove those rows or point the column setting at a complete column"
+            )
+    rows = np.arange(len(inter), dtype=np.int64)
+    order = rows if raw.order is None else _order_values(inter[raw.order], raw.order, source, raw.fix["order"])
+
+    user_codes, user_uniques = pd.factorize(user_raw)
+    item_codes, item_uniques = pd.factorize(item_raw)
+    ranked = np.lexsort((rows, order, user_codes))  # per user, chronological; ties keep file order
+    user_codes, item_codes, order, rows = user_codes[ranked], item_codes[ranked], order[ranked], rows[ranked]
+    if raw.deduplicate:
+        pair = pd.DataFrame({"u": user_codes, "i": item_codes}).duplicated().to_numpy()
+        user_codes, item_codes, order, rows = (a[~pair] for a in (user_codes, item_codes, order, rows))
     if config.max_users is not None:
-        frame = frame[frame["user"].isin(set(_sort_ids(frame["user"].to_numpy())[: config.max_users]))]
-    frame = k_core(frame, config.min_user_interactions, config.min_item_interactions)
-    counts = frame["user"].value_counts()
-    frame = frame[frame["user"].map(counts) >= 3]
-    if frame.empty:
+        chosen = set(_sorted_ids(np.asarray(user_uniques, dtype=object))[: config.max_users])
+        allowed = np.fromiter((u in chosen for u in user_uniques), dtype=bool, count=len(user_uniques))
+        mask = allowed[user_codes]
+        user_codes, item_codes, order, rows = (a[mask] for a in (user_codes, item_codes, order, rows))
+    before = (len(np.unique(user_codes)), len(np.unique(item_codes)), len(user_codes))
+    min_user = max(config.min_user_interactions, MIN_SEQUENCE)
+    keep = k_core(user_codes, item_codes, min_user, config.min_item_interactions)
+    if not keep.any():
         raise DataFormatError(
-            f"no users left after k-core filtering (min_user_interactions={config.min_user_interactions}, "
-            f"min_item_interactions={config.min_item_interactions}, at least 3 per user); lower the thresholds or "
-            "raise data.max_users"
+            f"no users left after k-core filtering of {before[0]:,} users / {before[1]:,} items / "
+            f"{before[2]:,} interactions (min_user_interactions={config.min_user_interactions}, "
+            f"min_item_interactions={config.min_item_interactions}, and every user needs {MIN_SEQUENCE}); "
+            "lower data.min_user_interactions / data.min_item_interactions"
+            + (" or raise data.max_users" if config.max_users is not None else "")
+        )
+    user_codes, item_codes = user_codes[keep], item_codes[keep]
+
+    user_ids, user_index = _rank(np.asarray(user_uniques, dtype=object)[user_codes])
+    item_ids, item_index = _rank(np.asarray(item_uniques, dtype=object)[item_codes])
+    regroup = np.argsort(user_index, kind="stable")  # rows are already chronological within each user
+    flat = item_index[regroup].astype(np.int64)
+    lengths = np.bincount(user_index, minlength=len(user_ids)).astype(np.int64)
+    sequences = [part.tolist() for part in np.split(flat, np.cumsum(lengths)[:-1])]
+    if verbose and len(user_codes) < before[2]:
+        print(
+            f"filtering (min_user_interactions={config.min_user_interactions}, min_item_interactions="
+            f"{config.min_item_interactions}, >= {MIN_SEQUENCE} per user) kept {len(user_ids):,} of "
+            f"{before[0]:,} users, {len(item_ids):,} of {before[1]:,} items, {len(user_codes):,} of "
+            f"{before[2]:,} interactions"
         )
 
-    user_ids = _sort_ids(frame["user"].to_numpy())
-    item_ids = _sort_ids(frame["item"].to_numpy())
-    user_index = pd.Series(np.arange(len(user_ids)), index=user_ids)
-    item_index = pd.Series(np.arange(len(item_ids)), index=item_ids)
-    frame = frame.assign(u=user_index.loc[frame["user"]].to_numpy(), i=item_index.loc[frame["item"]].to_numpy())
-    frame = frame.sort_values(["u", "order", "row"], kind="stable")
-    boundaries = np.flatnonzero(np.diff(frame["u"].to_numpy())) + 1
-    sequences = [chunk.tolist() for chunk in np.split(frame["i"].to_numpy(), boundaries)]
-
-    texts, titles = [""] * len(item_ids), [""] * len(item_ids)
-    if items is not None:
-        item_column = columns["item"] if columns["item"] in items.columns else config.item_column
-        _require_columns(items, [None, item_column], "the item table")
-        table = items.assign(_key=items[item_column].astype(str)).drop_duplicates("_key").set_index("_key")
-        table = table.reindex(item_ids)
-        records = table.to_dict("records")
-        texts = [_item_text(row, list(config.text_fields)) for row in records]
-        titles = [
-            html.unescape(str(row.get("title") or "")) if isinstance(row.get("title"), str) else "" for row in records
-        ]
-        missing = int(table.isna().all(axis=1).sum())
-        if missing and verbose:
-            print(f"warning: {missing} items have no metadata row; their text is empty")
-
+    texts, titles = _item_metadata(raw, config, item_ids)
     data = SequentialData(
-        name=root.name if root.is_dir() else root.stem,
+        name=_dataset_name(root),
         user_ids=[str(u) for u in user_ids],
         item_ids=[str(i) for i in item_ids],
         item_texts=texts,
         item_titles=titles,
         sequences=sequences,
-        splits=_build_splits(sequences, config.max_history),
+        splits=_build_splits(flat, lengths, config.max_history),
         max_history=config.max_history,
     )
     if verbose:
         print(data.summary())
     return data
+
+
+def _item_metadata(raw: _Raw, config: DataConfig, item_ids: np.ndarray) -> tuple[list[str], list[str]]:
+    """(text, title) per item index from the item table; empty strings where there is no metadata."""
+    empty = [""] * len(item_ids)
+    if raw.items is None or raw.items.empty:
+        warnings.warn(
+            f"no item table found next to {raw.interactions_name}; every item text is empty. Add an items.* "
+            "(or <name>.item / meta*.json) file or set data.items_file",
+            stacklevel=3,
+        )
+        return empty, list(empty)
+    items, name = raw.items, raw.items_name
+    key = raw.item_key if raw.item_key in items.columns else config.item_column
+    _require(items, key, f"item table {name}", "set data.item_column (the item id column of both files)")
+    fields = list(config.text_fields)
+    if not any(f in items.columns for f in fields):
+        shown = ", ".join(map(str, items.columns[:30]))
+        raise DataFormatError(
+            f"none of data.text_fields ({', '.join(fields)}) is a column of {name} (columns: {shown}); "
+            "set data.text_fields"
+        )
+    table = items.assign(_key=_id_strings(items[key]).to_numpy()).drop_duplicates("_key").set_index("_key")
+    present = pd.Index(item_ids).isin(table.index)
+    missing = int((~present).sum())
+    if missing:
+        examples = ", ".join(map(str, np.asarray(item_ids)[~present][:5]))
+        warnings.warn(
+            f"{missing:,} of {len(item_ids):,} items have no row in {name} (e.g. {examples}); their text is empty",
+            stacklevel=3,
+        )
+    columns = [c for c in dict.fromkeys([*fields, "title"]) if c in table.columns]
+    records = table[columns].reindex(item_ids).to_dict("records")
+    texts = [_item_text(record, fields) for record in records]
+    titles = [_field_text("title", record.get("title")) for record in records]
+    return texts, titles

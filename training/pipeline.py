@@ -106,6 +106,8 @@ def training_arguments(recipe: Recipe, output_dir: Path, overrides: dict[str, An
         metric_for_best_model="ndcg@10",
         greater_is_better=True,
         remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
         report_to="none",
         seed=recipe.seed,
         data_seed=recipe.seed,
@@ -114,6 +116,11 @@ def training_arguments(recipe: Recipe, output_dir: Path, overrides: dict[str, An
     )
     values.update(overrides or {})
     return TrainingArguments(**values)
+
+
+def with_lengths(split):
+    """Add the history length, which ``group_by_length`` batches by to avoid padding short histories."""
+    return split.add_column("length", [len(history) for history in split["history"]])
 
 
 def write_item_table(directory: Path, data: SequentialData) -> None:
@@ -177,7 +184,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     trainer = SIDTrainer(
         model=model,
         args=training_arguments(recipe, output_dir, trainer_overrides),
-        train_dataset=data.splits["train"],
+        train_dataset=with_lengths(data.splits["train"]),
         eval_dataset=data.splits["validation"],
         processing_class=tokenizer,
         data_collator=SemanticIDCollator(tokenizer),

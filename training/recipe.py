@@ -66,6 +66,7 @@ class TrainingRecipe:
     warmup_ratio: float = 0.05
     lr_scheduler_type: str = "cosine"
     early_stopping_patience: int = 3
+    group_by_length: bool = True  # batches of similar history length: far less padding
     eval_every_epochs: bool = True
     eval_steps: int | None = None
     logging_steps: int = 50

@@ -91,5 +91,6 @@ class SIDTrainer(Trainer):
         metrics = {f"{metric_key_prefix}_{key}": value for key, value in metrics.items()}
         metrics[f"{metric_key_prefix}_users"] = len(dataset)
         self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        if metric_key_prefix == "eval":  # a final test evaluation must not feed early stopping
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
