@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+	$(VENV)/bin/accelerate launch --num_processes 1 --num_cpu_threads_per_process 2 --num_machines 1 --mixed_precision no --dynamo_backend no \
 		train.py --config configs/scientific-tiger-demo.yaml --overwrite_output_dir
 
 test: setup

@@ -3,11 +3,10 @@
 import argparse
 import sys
 
-from sidrec.training.pipeline import run
-from sidrec.training.recipe import load_recipe
-
 import sidrec  # noqa: F401  (registers the Auto classes)
 from sidrec.cli import add_train_arguments
+from sidrec.training.pipeline import run
+from sidrec.training.recipe import load_recipe
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

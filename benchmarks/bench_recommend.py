@@ -15,10 +15,10 @@ import platform
 import time
 
 import torch
-from sidrec.tokenization.semantic_codes import append_collision_level
 
 import sidrec  # noqa: F401
 from sidrec import SemanticIDTokenizer, SIDT5Config, SIDT5ForConditionalGeneration
+from sidrec.tokenization.semantic_codes import append_collision_level
 
 
 def users_per_second(rank, histories: list[list[int]], batch_size: int) -> float:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from sidrec.training.data import DataConfig, DataFormatError, SequentialData, load_sequential_data
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from sidrec.training.baselines import popularity_ranking
 from sidrec.training.metrics import ranking_metrics
 

@@ -76,6 +76,7 @@ def test_run_writes_metrics_with_flat_keys(tiny_run):
         assert key in written
     assert 0 <= written["test/ndcg@10"] <= written["test/recall@10"] <= written["test/recall@20"] <= 1
     assert written["test/users"] == 200
+    assert all(key.count("/") >= 1 and not key.endswith("/") for key in written)
     assert (out / "recipe.yaml").exists()
 
 
@@ -170,3 +171,24 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     assert metrics["train/processes"] == 2
     assert metrics["test/users"] == 40
     assert (out / "model" / "model.safetensors").exists()
+
+
+def test_saved_model_reproduces_the_reported_test_metrics(tiny_run):
+    """The directory on disk is the model that was evaluated (best checkpoint reloaded, tied weights intact)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from sidrec.training.data import load_sequential_data
+    from sidrec.training.evaluation import evaluate_split
+    from sidrec.training.recipe import load_recipe
+
+    out, metrics = tiny_run
+    recipe = load_recipe(out / "recipe.yaml")
+    data = load_sequential_data(recipe.data, verbose=False)
+    model = AutoModel.from_pretrained(out / "model")
+    assert model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()
+    again = evaluate_split(
+        model, AutoTokenizer.from_pretrained(out / "model"), data.splits["test"], num_beams=20,
+        max_users=recipe.evaluation.max_test_users, progress=False,
+    )
+    for key, value in again.items():
+        assert value == pytest.approx(metrics[f"test/{key}"], abs=1e-9), key

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from sidrec.tokenization.semantic_codes import append_collision_level, code_statistics
 
 from sidrec import SemanticIDQuantizer, SemanticIDQuantizerConfig
+from sidrec.tokenization.semantic_codes import append_collision_level, code_statistics
 
 
 def hand_quantizer() -> SemanticIDQuantizer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from sidrec.training.objectives import build_objectives
 from sidrec.training.recipe import RecipeError, load_recipe, recipe_from_dict
 

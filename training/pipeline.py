@@ -6,6 +6,7 @@ it, the Trainer shards the batches, and only the main process writes the final a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -32,6 +33,8 @@ from .recipe import Recipe, RecipeError
 from .trainer import SIDTrainer
 
 ITEMS_FILE = "items.jsonl"
+# QuantizerRecipe fields that are SemanticIDQuantizerConfig arguments (the rest drive the fit).
+QUANTIZER_ARCHITECTURE_KEYS = ("hidden_dims", "latent_dim", "num_levels", "codebook_size", "commitment_beta", "dropout")
 
 
 def prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
@@ -63,12 +66,7 @@ def build_codes(recipe: Recipe, data: SequentialData) -> tuple[QuantizerFit, tor
     q = recipe.quantizer
     config = SemanticIDQuantizerConfig(
         input_dim=embeddings.size(1),
-        hidden_dims=q.hidden_dims,
-        latent_dim=q.latent_dim,
-        num_levels=q.num_levels,
-        codebook_size=q.codebook_size,
-        commitment_beta=q.commitment_beta,
-        dropout=q.dropout,
+        **{name: getattr(q, name) for name in QUANTIZER_ARCHITECTURE_KEYS},
     )
     fit = fit_quantizer(
         embeddings,
@@ -163,18 +161,10 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
         max_history=recipe.data.max_history,
     )
     set_seed(recipe.seed)
-    m = recipe.model
     config = SIDT5Config(
         num_code_levels=fit.codes.size(1),
         codebook_size=recipe.quantizer.codebook_size,
-        num_user_buckets=m.num_user_buckets,
-        d_model=m.d_model,
-        d_kv=m.d_kv,
-        d_ff=m.d_ff,
-        num_layers=m.num_layers,
-        num_decoder_layers=m.num_decoder_layers,
-        num_heads=m.num_heads,
-        dropout_rate=m.dropout_rate,
+        **dataclasses.asdict(recipe.model),  # ModelRecipe's fields are SIDT5Config arguments
     )
     model = SIDT5ForConditionalGeneration(config)
     model.generation_config.num_beams = recipe.evaluation.num_beams
@@ -210,7 +200,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
         tuple(ks),
     )
 
-    metrics: dict[str, Any] = {f"test/{k[len('test_') :]}": v for k, v in test.items()}
+    metrics: dict[str, Any] = {f"test/{k[len('test_') :]}": v for k, v in test.items() if k.startswith("test_")}
     metrics.update({f"test/popularity/{k}": v for k, v in popularity.items()})
     metrics.update({f"data/{k}": v for k, v in data.stats().items()})
     metrics.update({f"codes/{k}": v for k, v in fit.stats.items()})

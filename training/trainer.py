@@ -90,7 +90,7 @@ class SIDTrainer(Trainer):
         metrics = ranking_metrics(ranked, torch.tensor(columns["target"]), self.ranking_ks)
         metrics = {f"{metric_key_prefix}_{key}": value for key, value in metrics.items()}
         metrics[f"{metric_key_prefix}_users"] = len(dataset)
-        self.log(metrics)
+        self.log(dict(metrics))  # Trainer.log adds `epoch` to the dict it is given
         if metric_key_prefix == "eval":  # a final test evaluation must not feed early stopping
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
