@@ -4,9 +4,10 @@ Stock ``generate`` is built for long free text: it copies the encoder output onc
 projects cross-attention keys/values per beam and re-orders caches every step. A semantic ID is
 only L (about 4) tokens long, so that overhead dominates. Here each user is encoded once, the
 cross-attention keys/values are computed once per user and shared by all of its beams (the beams
-are folded into the query axis), the decoder prefix (at most L + 1 tokens) is recomputed instead of
-cached, and the trie is a dense table look-up. Scores are the same log-probabilities stock beam
-search sums (log-softmax over the whole vocabulary, then the trie mask), so the top-k matches.
+are folded into the query axis), each step runs the decoder on the newest token only with a small
+self-attention cache re-ordered by beam, and the trie is a dense table look-up. Scores are the
+same log-probabilities stock beam search sums (log-softmax over the whole vocabulary, then the
+trie mask), so the top-k matches.
 """
 
 from __future__ import annotations
@@ -25,44 +26,59 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(-3, -2).flatten(-2)
 
 
-def decoder_last_hidden(
+def decoder_step(
     model,
-    prefix: torch.LongTensor,
+    tokens: torch.LongTensor,
+    self_cache: list[tuple[torch.Tensor, torch.Tensor]],
     cross_keys: list[torch.Tensor],
     cross_values: list[torch.Tensor],
     encoder_bias: torch.Tensor,
-) -> torch.Tensor:
-    """Final decoder hidden state (B, W, D) at the last position of each beam's prefix (B, W, t)."""
+) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Run the decoder on each beam's newest token (B, W) and return its final hidden state (B, W, D).
+
+    ``self_cache`` holds each layer's self-attention keys/values (B, W, H, t, dk) of the earlier
+    positions (empty at the first step); the extended cache is returned. Cross-attention uses the
+    per-user keys/values with the beams folded into the query axis.
+    """
     decoder = model.decoder
     config = model.config
     heads, head_dim = config.num_heads, config.d_kv
-    batch, width, length = prefix.shape
-    hidden = decoder.embed_tokens(prefix)  # (B, W, t, D)
-    self_bias = decoder.block[0].layer[0].SelfAttention.compute_bias(length, length, device=prefix.device)
-    causal = torch.ones(length, length, dtype=torch.bool, device=prefix.device).triu(1)
-    self_bias = self_bias.masked_fill(causal, torch.finfo(hidden.dtype).min)  # (1, H, t, t)
+    batch, width = tokens.shape
+    position = self_cache[0][0].size(-2) if self_cache else 0
+    hidden = decoder.embed_tokens(tokens)[:, :, None, :]  # (B, W, 1, D)
+    # Relative-position bias of the newest query against every key so far (no causal mask needed).
+    self_bias = (
+        decoder.block[0]
+        .layer[0]
+        .SelfAttention.compute_bias(1, position + 1, device=tokens.device, past_seen_tokens=position)
+    )  # (1, H, 1, t + 1)
+    new_cache = []
     for layer, block in enumerate(decoder.block):
         self_layer, cross_layer, ff_layer = block.layer
         attention = self_layer.SelfAttention
         normed = self_layer.layer_norm(hidden)
-        query = _split_heads(attention.q(normed), heads, head_dim)  # (B, W, H, t, dk)
+        query = _split_heads(attention.q(normed), heads, head_dim)  # (B, W, H, 1, dk)
         key = _split_heads(attention.k(normed), heads, head_dim)
         value = _split_heads(attention.v(normed), heads, head_dim)
+        if self_cache:
+            key = torch.cat([self_cache[layer][0], key], dim=-2)
+            value = torch.cat([self_cache[layer][1], value], dim=-2)
+        new_cache.append((key, value))
         weights = F.softmax((query @ key.transpose(-1, -2) + self_bias).float(), dim=-1).type_as(query)
         hidden = hidden + attention.o(_merge_heads(weights @ value))
 
         attention = cross_layer.EncDecAttention
-        normed = cross_layer.layer_norm(hidden).reshape(batch, width * length, -1)
-        query = _split_heads(attention.q(normed), heads, head_dim)  # (B, H, W*t, dk)
-        weights = query @ cross_keys[layer].transpose(-1, -2) + encoder_bias  # (B, H, W*t, S)
+        normed = cross_layer.layer_norm(hidden).reshape(batch, width, -1)
+        query = _split_heads(attention.q(normed), heads, head_dim)  # (B, H, W, dk)
+        weights = query @ cross_keys[layer].transpose(-1, -2) + encoder_bias  # (B, H, W, S)
         weights = F.softmax(weights.float(), dim=-1).type_as(query)
-        attended = _merge_heads(weights @ cross_values[layer]).reshape(batch, width, length, -1)
+        attended = _merge_heads(weights @ cross_values[layer]).reshape(batch, width, 1, -1)
         hidden = hidden + attention.o(attended)
         hidden = ff_layer(hidden)
-    hidden = decoder.final_layer_norm(hidden[:, :, -1])
+    hidden = decoder.final_layer_norm(hidden[:, :, 0])
     if getattr(config, "scale_decoder_outputs", config.tie_word_embeddings):
         hidden = hidden * (config.d_model**-0.5)
-    return hidden
+    return hidden, new_cache
 
 
 @torch.no_grad()
@@ -101,12 +117,13 @@ def constrained_beam_search(
 
     device = input_ids.device
     codebook_size = trie.codebook_size
-    prefix = torch.full((batch, 1, 1), config.decoder_start_token_id, dtype=torch.long, device=device)
+    tokens = torch.full((batch, 1), config.decoder_start_token_id, dtype=torch.long, device=device)
     scores = torch.zeros(batch, 1, device=device)
     node = torch.zeros(batch, 1, dtype=torch.long, device=device)
+    cache: list[tuple[torch.Tensor, torch.Tensor]] = []
     for level, table in enumerate(trie.children):
         table = table.to(device)
-        hidden = decoder_last_hidden(model, prefix, cross_keys, cross_values, encoder_bias)
+        hidden, cache = decoder_step(model, tokens, cache, cross_keys, cross_values, encoder_bias)
         log_probs = F.log_softmax(model.lm_head(hidden).float(), dim=-1)  # (B, W, V)
         offset = trie.token_offsets[level]
         level_scores = log_probs[..., offset : offset + codebook_size]
@@ -115,13 +132,12 @@ def constrained_beam_search(
         candidates = (scores[..., None] + level_scores.masked_fill(~valid, -float("inf"))).flatten(1)
         keep = min(num_beams, candidates.size(1))
         scores, flat = candidates.topk(keep, dim=1)
-        beam = torch.div(flat, codebook_size, rounding_mode="floor")
-        code = flat % codebook_size
+        beam = torch.div(flat, codebook_size, rounding_mode="floor")  # which earlier beam each survivor extends
         node = child.flatten(1).gather(1, flat)
         node = torch.where(torch.isfinite(scores), node, torch.full_like(node, -1))
-        prefix = torch.cat(
-            [prefix.gather(1, beam[..., None].expand(-1, -1, prefix.size(2))), (code + offset)[..., None]], dim=2
-        )
+        tokens = flat % codebook_size + offset
+        index = beam[:, :, None, None, None].expand(-1, -1, *cache[0][0].shape[2:])
+        cache = [(key.gather(1, index), value.gather(1, index)) for key, value in cache]
     items, scores = node[:, :top_k], scores[:, :top_k]
     if items.size(1) < top_k:  # catalogue smaller than top_k
         pad = top_k - items.size(1)
