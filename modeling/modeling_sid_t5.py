@@ -90,7 +90,7 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         num_beams = num_beams or self.generation_config.num_beams
         was_training = self.training
         self.eval()
-        trie = tokenizer.trie
+        trie = tokenizer.trie.to(self.device)  # once, not per batch: the tables are read on the model's device
         items, scores = [], []
         for start in range(0, len(histories), batch_size):
             chunk_users = users[start : start + batch_size] if users is not None else None

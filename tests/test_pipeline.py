@@ -187,8 +187,12 @@ def test_saved_model_reproduces_the_reported_test_metrics(tiny_run):
     model = AutoModel.from_pretrained(out / "model")
     assert model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()
     again = evaluate_split(
-        model, AutoTokenizer.from_pretrained(out / "model"), data.splits["test"], num_beams=20,
-        max_users=recipe.evaluation.max_test_users, progress=False,
+        model,
+        AutoTokenizer.from_pretrained(out / "model"),
+        data.splits["test"],
+        num_beams=20,
+        max_users=recipe.evaluation.max_test_users,
+        progress=False,
     )
     for key, value in again.items():
         assert value == pytest.approx(metrics[f"test/{key}"], abs=1e-9), key

@@ -182,6 +182,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
         ranking_ks=tuple(ks),
         num_beams=recipe.evaluation.num_beams,
         max_eval_users=recipe.evaluation.max_validation_users,
+        learning_rates=recipe.training.learning_rates,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience)],
     )
     train_started = time.time()

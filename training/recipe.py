@@ -62,6 +62,7 @@ class TrainingRecipe:
     max_steps: int = -1
     batch_size: int = 256
     learning_rate: float = 1e-3
+    learning_rates: dict[str, float] = field(default_factory=dict)  # parameter-name prefix -> learning rate
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     lr_scheduler_type: str = "cosine"

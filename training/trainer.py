@@ -26,6 +26,8 @@ class SIDTrainer(Trainer):
         ranking_ks: cut-offs for Recall/NDCG.
         num_beams: beam width of evaluation (TIGER: 20).
         max_eval_users: evaluate only the first users of the evaluation split during training.
+        learning_rates: parameter-name prefix -> learning rate (e.g. ``{"quantizer.": 1e-5}`` for a
+            trainable tokenizer beside a 1e-3 recommender); other parameters use ``args.learning_rate``.
     """
 
     def __init__(
@@ -35,14 +37,47 @@ class SIDTrainer(Trainer):
         ranking_ks: tuple[int, ...] = (5, 10, 20),
         num_beams: int = 20,
         max_eval_users: int | None = None,
+        learning_rates: dict[str, float] | None = None,
         **kwargs,
     ):
+        self.learning_rates = dict(learning_rates or {})
         super().__init__(*args, **kwargs)
         self.objectives = objectives
         self.ranking_ks = tuple(ranking_ks)
         self.num_beams = num_beams
         self.max_eval_users = max_eval_users
         self._figures: dict[str, list[float]] = defaultdict(list)
+
+    def create_optimizer(self, model=None):
+        """The stock optimizer, with one parameter group per ``learning_rates`` prefix (x decay / no decay)."""
+        if self.optimizer is not None or not self.learning_rates:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        names = [name for name, _ in model.named_parameters()]
+        unknown = [prefix for prefix in self.learning_rates if not any(n.startswith(prefix) for n in names)]
+        if unknown:
+            raise ValueError(
+                f"learning_rates prefixes {unknown} match no parameter; parameter names start with "
+                f"{sorted({n.split('.')[0] + '.' for n in names})}"
+            )
+        decay = set(self.get_decay_parameter_names(model))
+        groups: dict[tuple[str, float, float], list[torch.nn.Parameter]] = {}
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            prefix = next((p for p in self.learning_rates if name.startswith(p)), "")
+            learning_rate = self.learning_rates.get(prefix, self.args.learning_rate)
+            weight_decay = self.args.weight_decay if name in decay else 0.0
+            groups.setdefault((prefix, learning_rate, weight_decay), []).append(param)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(
+            [
+                {"params": params, "lr": lr, "weight_decay": wd, "name": prefix or "default"}
+                for (prefix, lr, wd), params in groups.items()
+            ],
+            **optimizer_kwargs,
+        )
+        return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
