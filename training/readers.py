@@ -121,29 +121,36 @@ def _one(candidates: list[Path], what: str, setting: str, directory: Path) -> Pa
     return candidates[0] if candidates else None
 
 
+def _interactions_path(config: DataConfig, root: Path, candidates: list[Path], what: str, missing: str) -> Path:
+    """The interactions file: ``root`` itself, ``data.interactions_file``, or the single candidate found."""
+    if root.is_file():
+        return root
+    if config.interactions_file:
+        return _explicit(root, config.interactions_file, "interactions_file")
+    found = _one(candidates, what, "interactions_file", root)
+    if found is None:
+        raise DataFormatError(missing)
+    return found
+
+
 def _files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 def _read_tables(config: DataConfig, root: Path) -> RawData:
     directory = root if root.is_dir() else root.parent
-    if root.is_file():
-        inter = root
-    elif config.interactions_file:
-        inter = _explicit(directory, config.interactions_file, "interactions_file")
-    else:
-        found = [p for p in _files(directory) if p.name.lower().startswith("interactions")]
-        inter = _one(
-            [p for p in found if p.name.lower().endswith(TABLE_SUFFIXES)],
-            "interactions.*",
-            "interactions_file",
-            directory,
-        )
-        if inter is None:
-            raise DataFormatError(
-                f"no interactions.* file in {directory}; pass the directory that holds interactions.* and items.*, "
-                "or set data.interactions_file"
-            )
+    inter = _interactions_path(
+        config,
+        root,
+        [
+            p
+            for p in _files(directory)
+            if p.name.lower().startswith("interactions") and p.name.lower().endswith(TABLE_SUFFIXES)
+        ],
+        "interactions.*",
+        f"no interactions.* file in {directory}; pass the directory that holds interactions.* and items.*, "
+        "or set data.interactions_file",
+    )
     if config.items_file:
         items_path = _explicit(directory, config.items_file, "items_file")
     else:
@@ -179,16 +186,13 @@ def _read_atomic(path: Path) -> pd.DataFrame:
 
 def _read_recbole(config: DataConfig, root: Path) -> RawData:
     directory = root if root.is_dir() else root.parent
-    if root.is_file():
-        inter = root
-    elif config.interactions_file:
-        inter = _explicit(directory, config.interactions_file, "interactions_file")
-    else:
-        inter = _one([p for p in _files(directory) if p.suffix == ".inter"], ".inter", "interactions_file", directory)
-        if inter is None:
-            raise DataFormatError(
-                f"no .inter file in {directory}; RecBole atomic data needs <name>.inter (+ <name>.item)"
-            )
+    inter = _interactions_path(
+        config,
+        root,
+        [p for p in _files(directory) if p.suffix == ".inter"],
+        ".inter",
+        f"no .inter file in {directory}; RecBole atomic data needs <name>.inter (+ <name>.item)",
+    )
     item_path = (
         _explicit(directory, config.items_file, "items_file") if config.items_file else inter.with_suffix(".item")
     )
@@ -224,17 +228,13 @@ def _first_object(path: Path) -> dict:
 def _read_amazon(config: DataConfig, root: Path) -> RawData:
     directory = root if root.is_dir() else root.parent
     jsons = [p for p in _files(directory) if p.name.lower().endswith(JSON_SUFFIXES)]
-    if root.is_file():
-        reviews = root
-    elif config.interactions_file:
-        reviews = _explicit(directory, config.interactions_file, "interactions_file")
-    else:
-        reviews = _one([p for p in jsons if "meta" not in p.name.lower()], "review", "interactions_file", directory)
-        if reviews is None:
-            raise DataFormatError(
-                f"no Amazon review file (*.json[.gz] without 'meta' in its name) in {directory}; "
-                "set data.interactions_file"
-            )
+    reviews = _interactions_path(
+        config,
+        root,
+        [p for p in jsons if "meta" not in p.name.lower()],
+        "review",
+        f"no Amazon review file (*.json[.gz] without 'meta' in its name) in {directory}; set data.interactions_file",
+    )
     if config.items_file:
         meta = _explicit(directory, config.items_file, "items_file")
     else:
