@@ -30,9 +30,9 @@ from .fit_quantizer import QuantizerFit, fit_quantizer
 from .metrics import ranking_metrics
 from .objectives import build_objectives
 from .recipe import Recipe, RecipeError
+from .recommender import write_item_table
 from .trainer import SIDTrainer
 
-ITEMS_FILE = "items.jsonl"
 # QuantizerRecipe fields that are SemanticIDQuantizerConfig arguments (the rest drive the fit).
 QUANTIZER_ARCHITECTURE_KEYS = ("hidden_dims", "latent_dim", "num_levels", "codebook_size", "commitment_beta", "dropout")
 
@@ -51,7 +51,7 @@ def prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
-def build_codes(recipe: Recipe, data: SequentialData) -> tuple[QuantizerFit, torch.Tensor]:
+def build_codes(recipe: Recipe, data: SequentialData) -> QuantizerFit:
     """Embed the catalogue (cached; the main process first) and fit the RQ-VAE on it."""
     state = PartialState()
     with state.main_process_first():
@@ -68,7 +68,7 @@ def build_codes(recipe: Recipe, data: SequentialData) -> tuple[QuantizerFit, tor
         input_dim=embeddings.size(1),
         **{name: getattr(q, name) for name in QUANTIZER_ARCHITECTURE_KEYS},
     )
-    fit = fit_quantizer(
+    return fit_quantizer(
         embeddings,
         config,
         epochs=q.epochs,
@@ -77,7 +77,6 @@ def build_codes(recipe: Recipe, data: SequentialData) -> tuple[QuantizerFit, tor
         kmeans_init=q.kmeans_init,
         seed=recipe.seed,
     )
-    return fit, embeddings
 
 
 def training_arguments(recipe: Recipe, output_dir: Path, overrides: dict[str, Any] | None = None) -> TrainingArguments:
@@ -121,13 +120,6 @@ def with_lengths(split):
     return split.add_column("length", [len(history) for history in split["history"]])
 
 
-def write_item_table(directory: Path, data: SequentialData) -> None:
-    """Save raw ids and titles beside the model so recommendations can be shown by name."""
-    with open(directory / ITEMS_FILE, "w") as handle:
-        for index, (raw_id, title) in enumerate(zip(data.item_ids, data.item_titles)):
-            handle.write(json.dumps({"index": index, "item_id": raw_id, "title": title}) + "\n")
-
-
 def format_results(metrics: dict[str, float], ks: list[int]) -> str:
     """A small text table of the method against the popularity floor."""
     header = "          " + "  ".join(f"{name}@{k:<3}" for name in ("Recall", "NDCG") for k in ks)
@@ -151,7 +143,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     started = time.time()
 
     data = load_sequential_data(recipe.data, verbose=state.is_main_process)
-    fit, _ = build_codes(recipe, data)
+    fit = build_codes(recipe, data)
     say(fit.summary())
     tokenizer = SemanticIDTokenizer(
         item_codes=fit.codes,
@@ -224,7 +216,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
         model_dir = output_dir / "model"
         trainer.save_model(str(model_dir))
         fit.quantizer.save_pretrained(str(model_dir / "quantizer"))
-        write_item_table(model_dir, data)
+        write_item_table(model_dir, data.item_ids, data.item_titles)
         (output_dir / "recipe.yaml").write_text(_yaml_dump(recipe.to_dict()))
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         say(

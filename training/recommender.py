@@ -19,6 +19,13 @@ class Recommendation:
     score: float
 
 
+def write_item_table(directory: str | Path, item_ids: list[str], titles: list[str]) -> None:
+    """Save raw ids and titles beside a model, so :class:`Recommender` can speak raw ids and show titles."""
+    with open(Path(directory) / ITEMS_FILE, "w") as handle:
+        for index, (raw_id, title) in enumerate(zip(item_ids, titles)):
+            handle.write(json.dumps({"index": index, "item_id": raw_id, "title": title}) + "\n")
+
+
 class Recommender:
     """Model + tokenizer + item table of a saved run, speaking raw item ids.
 
