@@ -30,3 +30,69 @@ def test_cutoff_beyond_ranking_is_an_error():
 def test_popularity_ranking_orders_by_count_and_breaks_ties_by_index():
     ranked = popularity_ranking([3, 9, 3, 0, 5], num_users=2, top_k=4)
     assert ranked.tolist() == [[1, 4, 0, 2], [1, 4, 0, 2]]
+
+
+def test_mrr_hit_rate_and_coverage_by_hand():
+    # Catalogue of 12 items; user 0 finds its item at rank 1, user 1 at rank 3, user 2 never.
+    ranked = torch.tensor([[7, 3, 9, 1], [2, 5, 8, 6], [4, 0, 1, -1]])
+    targets = torch.tensor([3, 6, 11])
+    metrics = ranking_metrics(ranked, targets, ks=(1, 2, 4), num_items=12)
+    assert metrics["mrr@1"] == 0.0
+    assert metrics["mrr@2"] == pytest.approx((1 / 2) / 3)
+    assert metrics["mrr@4"] == pytest.approx((1 / 2 + 1 / 4) / 3)
+    assert metrics["hit_rate@1"] == 0.0
+    assert metrics["hit_rate@2"] == pytest.approx(1 / 3)
+    assert metrics["hit_rate@4"] == pytest.approx(2 / 3)
+    assert metrics["ndcg@4"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / 3)
+    # top-1 shows {7, 2, 4}; top-2 adds {3, 5, 0}; top-4 adds {9, 1, 8, 6} (1 twice, -1 is an empty slot)
+    assert metrics["coverage@1"] == pytest.approx(3 / 12)
+    assert metrics["coverage@2"] == pytest.approx(6 / 12)
+    assert metrics["coverage@4"] == pytest.approx(10 / 12)
+
+
+def test_hit_rate_counts_users_while_recall_counts_hits():
+    """A ranking that repeats the target: recall counts both hits, hit rate and MRR count the user once."""
+    metrics = ranking_metrics(torch.tensor([[5, 2, 5]]), torch.tensor([5]), ks=(3,))
+    assert metrics["recall@3"] == 2.0
+    assert metrics["hit_rate@3"] == 1.0
+    assert metrics["mrr@3"] == 1.0
+
+
+def test_coverage_only_with_num_items_and_keys_unchanged():
+    ranked, targets = torch.tensor([[1, 2], [2, 0]]), torch.tensor([2, 2])
+    assert list(ranking_metrics(ranked, targets, ks=(1, 2))) == [
+        "recall@1",
+        "ndcg@1",
+        "mrr@1",
+        "hit_rate@1",
+        "recall@2",
+        "ndcg@2",
+        "mrr@2",
+        "hit_rate@2",
+    ]
+    with pytest.raises(ValueError, match="num_items is 2"):
+        ranking_metrics(ranked, targets, ks=(1,), num_items=2)
+
+
+def test_evaluate_module_gives_the_same_numbers_as_ranking_metrics(tiny_model, tokenizer, scientific):
+    """``evaluate.load(<repo>/metrics/sid_ranking)`` on a real ranking of 50 validation users == ranking_metrics."""
+    import evaluate
+
+    from sidrec.training.evaluation import rank_users
+
+    from .conftest import ROOT
+
+    validation = scientific.splits["validation"].select(range(50))
+    ranked = rank_users(tiny_model, tokenizer, validation["history"], users=validation["user"], progress=False)
+    targets = torch.tensor(validation["target"])
+    expected = ranking_metrics(ranked, targets, ks=(5, 10, 20), num_items=tokenizer.num_items)
+
+    metric = evaluate.load(str(ROOT / "metrics" / "sid_ranking"))
+    got = metric.compute(
+        predictions=ranked.tolist(), references=targets.tolist(), ks=[5, 10, 20], num_items=tokenizer.num_items
+    )
+    assert got == expected
+    assert set(got) == {
+        f"{name}@{k}" for name in ("recall", "ndcg", "mrr", "hit_rate", "coverage") for k in (5, 10, 20)
+    }
+    assert got["coverage@20"] > got["coverage@5"] > 0

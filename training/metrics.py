@@ -1,8 +1,22 @@
 """Full-ranking metrics for leave-one-out evaluation (one held-out item per user).
 
+This is the one implementation of the ranking metrics: ``SIDTrainer.evaluate``, ``evaluate_split``,
+the popularity baseline and the ``evaluate`` module in ``metrics/sid_ranking`` all call
+:func:`ranking_metrics`, so a number in ``metrics.json`` and one from ``evaluate.load(...)`` agree.
+
 With a single relevant item, Recall@k is the hit rate and NDCG@k is ``1 / log2(rank + 2)`` when the
 item is ranked at 0-based ``rank < k`` (IDCG = 1). Every user counts, including those whose item
-was not retrieved at all.
+was not retrieved at all (they score 0).
+
+- ``recall@k``: relevant items in the top k divided by the number of relevant items (1 here).
+- ``hit_rate@k``: fraction of users with at least one relevant item in the top k. It is computed
+  on its own rather than copied from recall so that it stays a 0/1 per-user quantity even if a
+  ranking ever repeated the target.
+- ``mrr@k``: mean of ``1 / (rank + 1)`` of the first relevant item within the top k (0 if none).
+- ``ndcg@k``: as above.
+- ``coverage@k`` (only when ``num_items`` is given): fraction of the catalogue that appears in
+  at least one user's top k. A model can score well by recommending the same popular items to
+  everyone; coverage shows that.
 """
 
 from __future__ import annotations
@@ -10,13 +24,23 @@ from __future__ import annotations
 import torch
 
 
-def ranking_metrics(ranked: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...] = (5, 10, 20)) -> dict[str, float]:
-    """Mean Recall@k and NDCG@k over users.
+def ranking_metrics(
+    ranked: torch.Tensor,
+    targets: torch.Tensor,
+    ks: tuple[int, ...] = (5, 10, 20),
+    num_items: int | None = None,
+) -> dict[str, float]:
+    """Mean Recall@k, NDCG@k, MRR@k and HitRate@k over users, plus catalogue coverage@k.
 
     Args:
         ranked: (U, K) item indices, best first (-1 for empty slots).
         targets: (U,) the held-out item of each user.
         ks: cut-offs, each at most K.
+        num_items: catalogue size; when given, ``coverage@k`` is reported too and every ranked
+            index must be below it.
+
+    Returns:
+        ``{"recall@k", "ndcg@k", "mrr@k", "hit_rate@k"[, "coverage@k"]}`` for every k, as floats.
     """
     ranked = torch.as_tensor(ranked)
     targets = torch.as_tensor(targets)
@@ -26,11 +50,31 @@ def ranking_metrics(ranked: torch.Tensor, targets: torch.Tensor, ks: tuple[int, 
         )
     if max(ks) > ranked.size(1):
         raise ValueError(f"cut-off {max(ks)} exceeds the {ranked.size(1)} ranked items per user")
+    if num_items is not None:
+        if num_items <= 0:
+            raise ValueError(f"num_items must be positive to compute coverage; got {num_items}")
+        if ranked.numel() and int(ranked.max()) >= num_items:
+            raise ValueError(
+                f"ranked holds item index {int(ranked.max())} but num_items is {num_items}; "
+                "pass the size of the catalogue the items were ranked from"
+            )
     hits = ranked == targets.view(-1, 1)
-    discounts = 1.0 / torch.log2(torch.arange(ranked.size(1), dtype=torch.float64) + 2.0)
+    positions = torch.arange(ranked.size(1), dtype=torch.float64)
+    discounts = 1.0 / torch.log2(positions + 2.0)
+    reciprocal_ranks = 1.0 / (positions + 1.0)
+    # Position of each user's first hit (K when there is none), for MRR.
+    first_hit = torch.where(hits.any(dim=1), hits.double().argmax(dim=1), torch.full_like(targets, ranked.size(1)))
     metrics = {}
     for k in ks:
         top = hits[:, :k].double()
         metrics[f"recall@{k}"] = top.sum(dim=1).mean().item()
         metrics[f"ndcg@{k}"] = (top * discounts[:k]).sum(dim=1).mean().item()
+        found = first_hit < k
+        mrr = torch.zeros(ranked.size(0), dtype=torch.float64)
+        mrr[found] = reciprocal_ranks[first_hit[found]]
+        metrics[f"mrr@{k}"] = mrr.mean().item()
+        metrics[f"hit_rate@{k}"] = found.double().mean().item()
+        if num_items is not None:
+            shown = ranked[:, :k]
+            metrics[f"coverage@{k}"] = torch.unique(shown[shown >= 0]).numel() / num_items
     return metrics
