@@ -5,9 +5,28 @@ Everything is built once per session from the shipped data (no mocks, nothing do
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import socket
+import tempfile
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Hub round trips (tests/test_hub.py) run against tests/hub_server.py on a free local port.
+# huggingface_hub reads these once, when it is first imported, so they are set before anything
+# imports it. HF_HUB_OFFLINE is removed (the Makefile exports it) or every Hub call would be refused;
+# nothing else goes online: the MiniLM encoder loads from its package path (training/embeddings.py)
+# and every other test loads models from local directories.
+with socket.socket() as _probe:
+    _probe.bind(("127.0.0.1", 0))
+    HUB_PORT = _probe.getsockname()[1]
+HUB_TOKEN = "hf_sidrec_test_write_token"
+HUB_USER = "sidrec-tester"
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
+os.environ["HF_TOKEN"] = HUB_TOKEN
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="sidrec-hf-home-")  # empty Hub and module caches
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
+for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_MODULES_CACHE"):
+    os.environ.pop(_name, None)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from pathlib import Path  # noqa: E402
@@ -85,3 +104,13 @@ def tiny_model(tokenizer):
     model = SIDT5ForConditionalGeneration(tiny_config(tokenizer)).eval()
     model.generation_config.num_beams = 10
     return model
+
+
+@pytest.fixture(scope="session")
+def hub_server():
+    """The local Hub-compatible server that HF_ENDPOINT points at, for the whole session."""
+    from .hub_server import HubServer
+
+    server = HubServer(port=HUB_PORT, token=HUB_TOKEN, user=HUB_USER).start()
+    yield server
+    server.stop()
