@@ -125,3 +125,15 @@ def test_code_statistics_by_hand():
     assert stats["level0/perplexity"] == pytest.approx(math.exp(-(0.6 * math.log(0.6) + 0.4 * math.log(0.4))))
     assert stats["collision_rate"] == pytest.approx(0.6)  # three items share (0, 1)
     assert stats["max_items_per_code"] == 3
+
+
+def test_distance_scale_is_the_median_nearest_to_second_gap_by_hand():
+    quantizer = hand_quantizer()
+    points = torch.tensor([[0.9, 0.7], [0.0, 0.1], [0.5, 0.5]])
+    # level 0 gaps: |1.30 - 0.10| = 1.2, |1.81 - 0.01| = 1.8, |0.5 - 0.5| = 0 -> median 1.2
+    # level 1 residuals (-0.1, -0.3), (0, 0.1), (0.5, 0.5): gaps 0.09, 0.09, 0.35 -> median 0.09
+    scale = quantizer.calibrate_distance_scale(points)
+    assert scale.tolist() == pytest.approx([1.2, 0.09], rel=1e-5)
+    out = quantizer.assign(points[:1])
+    assert out.codes.tolist() == [[1, 1]]  # the nearest code does not depend on the unit
+    assert out.probs[0, 0, 1].item() == pytest.approx(1 / (1 + math.exp(-1.0)), rel=1e-5)  # gap 1.2 = 1 unit

@@ -28,7 +28,7 @@ class QuantizerOutput(ModelOutput):
 
     Attributes:
         codes: (B, L) chosen code per level (argmax of the possibly noisy assignment).
-        probs: (B, L, K) per-level soft distributions ``softmax(-distance / tau)`` without noise;
+        probs: (B, L, K) per-level soft distributions ``softmax(-distance / (scale * tau))`` without noise;
             differentiable with respect to the encoder and the codebooks (SODA's item distributions).
         quantized: (B, d) sum of the chosen code vectors, with a straight-through path to the latent.
         latent: (B, d) encoder output.
@@ -78,6 +78,9 @@ class SemanticIDQuantizer(PreTrainedModel):
         self.encoder = _mlp(dims, config.dropout)
         self.decoder = _mlp(dims[::-1], config.dropout)
         self.codebooks = nn.Parameter(torch.randn(config.num_levels, config.codebook_size, config.latent_dim) * 0.1)
+        # Logits are -distance / distance_scale: in units of the catalogue's typical gap between an item's
+        # nearest and second-nearest code (see calibrate_distance_scale); 1 = raw squared distances.
+        self.register_buffer("distance_scale", torch.ones(config.num_levels))
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -101,6 +104,24 @@ class SemanticIDQuantizer(PreTrainedModel):
             nearest = torch.cdist(residual, centers).argmin(dim=1)
             residual = residual - centers[nearest]
 
+    @torch.no_grad()
+    def calibrate_distance_scale(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Set each level's logit unit to the median gap between nearest and second-nearest code.
+
+        Squared distances depend on the embedding model and the latent's scale: with normalised
+        384-d MiniLM inputs and a 32-d latent, the typical gap is about 0.01, so unit Gumbel noise
+        re-draws 98% of the codes and ``softmax(-d / tau)`` is almost uniform. In gap units, ``tau``
+        and the noise scale mean the same for any embedding and at every level: unit noise flips
+        the codes of ambiguous items, not of all items. Returns the (L,) scales.
+        """
+        residual = self.encoder(embeddings)
+        for level in range(self.config.num_levels):
+            distances = self.distances(residual, level)
+            nearest_two = distances.topk(2, dim=1, largest=False).values
+            self.distance_scale[level] = (nearest_two[:, 1] - nearest_two[:, 0]).median().clamp_min(1e-12)
+            residual = residual - self.codebooks[level][distances.argmin(dim=1)]
+        return self.distance_scale.clone()
+
     def distances(self, residual: torch.Tensor, level: int) -> torch.Tensor:
         """Squared L2 distance (B, K) from each residual to each code of ``level``."""
         codebook = self.codebooks[level]
@@ -116,17 +137,23 @@ class SemanticIDQuantizer(PreTrainedModel):
         temperature: float | None = None,
         noise_scale: float | torch.Tensor = 1.0,
         generator: torch.Generator | None = None,
+        raw_distance_gradient: bool = False,
     ) -> QuantizerOutput:
         """Assign codes to ``latent`` (B, d), level by level on the residual.
 
         Args:
             mode: ``"nearest"`` picks the closest code (TIGER); ``"gumbel"`` samples with
-                Gumbel-softmax over logits ``-distance`` (DIGER).
+                Gumbel-softmax over logits ``-distance / distance_scale`` (DIGER).
             hard: with ``"gumbel"``, use the one-hot of the sampled code in the forward pass and the
                 soft probabilities in the backward pass (straight-through); otherwise soft weights.
             temperature: ``tau``; defaults to ``config.code_temperature``.
             noise_scale: multiplies the Gumbel noise: a scalar, an (L,) vector per level (SDUD's
                 sigma), or a (B, L) / (B, 1) matrix per sample (FrqUD's hot/cold switch).
+            raw_distance_gradient: keep the calibrated logits in the forward pass but send gradients
+                back as if the logits were the raw ``-distance``. The calibration divides by a scale
+                as small as 1e-4 at deep levels, which would otherwise multiply a downstream loss's
+                pull on the codebooks by up to 1e4 against the quantiser's own loss (joint training
+                then collapses the codes; README, DIGER).
         Returns:
             A :class:`QuantizerOutput` with codes, probs, quantized, latent, quantization_loss and
             assignment filled in.
@@ -146,7 +173,10 @@ class SemanticIDQuantizer(PreTrainedModel):
             noise_scale = noise_scale.expand(-1, self.config.num_levels)
         for level in range(self.config.num_levels):
             codebook = self.codebooks[level]
-            logits = -self.distances(residual, level)
+            distances = self.distances(residual, level)
+            logits = -distances / self.distance_scale[level]
+            if raw_distance_gradient:  # forward value unchanged (adds an exact zero), gradient in raw units
+                logits = logits.detach() - (distances - distances.detach())
             probs.append(F.softmax(logits / tau, dim=-1))
             if mode == "nearest":
                 index = logits.argmax(dim=-1)
@@ -183,12 +213,23 @@ class SemanticIDQuantizer(PreTrainedModel):
 
     def forward(self, embeddings: torch.Tensor, **assign_kwargs) -> QuantizerOutput:
         """Encode, assign (see :meth:`assign` for the switches), decode, and add up the losses."""
-        latent = self.encoder(embeddings)
-        output = self.assign(latent, **assign_kwargs)
+        return self.decode(embeddings, self.assign(self.encoder(embeddings), **assign_kwargs))
+
+    def decode(self, embeddings: torch.Tensor, output: QuantizerOutput) -> QuantizerOutput:
+        """Reconstruct ``embeddings`` from an assignment's quantised vector and fill in the losses.
+
+        Split from :meth:`forward` so that a caller that must look at the latent before assigning
+        (DIGER's FrqUD decides the noise from the level-0 nearest code) still shares every loss.
+        """
         output.reconstruction = self.decoder(output.quantized)
         output.reconstruction_loss = F.mse_loss(output.reconstruction, embeddings)
         output.loss = output.reconstruction_loss + output.quantization_loss
         return output
+
+    @torch.no_grad()
+    def first_level_codes(self, latent: torch.Tensor) -> torch.LongTensor:
+        """Nearest level-0 code (B,) of ``latent``: the one level whose residual is the latent itself."""
+        return self.distances(latent, 0).argmin(dim=-1)
 
     @torch.no_grad()
     def encode_codes(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.LongTensor:

@@ -47,7 +47,9 @@ def fit_quantizer(
     """Train an RQ-VAE on ``embeddings`` (N, d) and assign every item a unique code.
 
     Codes are the nearest codes of the trained quantizer plus TIGER's collision level (so the code
-    length is ``config.num_levels + 1``). Deterministic for a given seed on CPU.
+    length is ``config.num_levels + 1``). The logits' distance unit is calibrated on the catalogue
+    (``calibrate_distance_scale``) so soft distributions and Gumbel noise are meaningful. Deterministic
+    for a given seed on CPU.
     """
     if embeddings.dim() != 2 or embeddings.size(1) != config.input_dim:
         raise ValueError(
@@ -72,6 +74,8 @@ def fit_quantizer(
             optimizer.step()
             total, batches = total + output.loss.item(), batches + 1
         history.append(total / batches)
+    quantizer.eval()
+    quantizer.calibrate_distance_scale(embeddings)
     raw_codes = quantizer.encode_codes(embeddings)
     stats = code_statistics(raw_codes, config.codebook_size)
     codes = append_collision_level(raw_codes, config.codebook_size)
