@@ -103,3 +103,23 @@ def test_set_item_codes_rebuilds_the_trie():
     tok.set_item_codes(torch.tensor([[1, 1, 0], [3, 0, 0], [0, 0, 0], [2, 0, 0], [1, 0, 0]]))
     assert tok.trie.children[0].tolist() == [[0, 1, 2, 3]]
     assert tok.items_from_token_ids(tok.encode_targets([1]))[0].item() == 1
+
+
+def test_item_index_marks_the_item_behind_each_code_token():
+    codes = torch.tensor([[0, 1], [1, 0], [1, 1]])
+    tok = SemanticIDTokenizer(item_codes=codes, num_levels=2, codebook_size=2, num_user_buckets=2)
+    batch = tok.encode_histories([[2, 0], [1]], users=[0, 1], return_item_index=True)
+    # rows: <u_0> a1 b1 a0 b1 </s> / <u_1> a1 b0 </s> <pad> <pad>
+    assert batch["input_ids"].tolist() == [[7, 4, 6, 3, 6, 1], [8, 4, 5, 1, 0, 0]]
+    assert batch["item_index"].tolist() == [[-1, 2, 2, 0, 0, -1], [-1, 1, 1, -1, -1, -1]]
+    assert "item_index" not in tok.encode_histories([[2, 0]])
+
+
+def test_tokenizer_saves_and_loads_its_quantizer(fitted, title_embeddings, tmp_path):
+    tok = SemanticIDTokenizer(item_codes=fitted.codes, quantizer=fitted.quantizer, num_levels=4, codebook_size=32)
+    tok.save_pretrained(tmp_path)
+    loaded = SemanticIDTokenizer.from_pretrained(tmp_path)
+    assert torch.equal(loaded.quantizer.distance_scale, fitted.quantizer.distance_scale)
+    assert torch.equal(loaded.quantizer.encode_codes(title_embeddings), fitted.codes[:, :3])
+    (tmp_path / "quantizer.safetensors").unlink()  # a decoding-only tokenizer: codes, no quantizer
+    assert SemanticIDTokenizer.from_pretrained(tmp_path).quantizer is None

@@ -9,17 +9,21 @@ table, saved as safetensors so that ``from_pretrained`` restores exactly the sam
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import string
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import BatchEncoding, PreTrainedTokenizer
 
+from .configuration_quantizer import SemanticIDQuantizerConfig
+from .modeling_quantizer import SemanticIDQuantizer
 from .prefix_trie import PrefixTrie
 
-VOCAB_FILES_NAMES = {"item_codes_file": "item_codes.safetensors"}
+VOCAB_FILES_NAMES = {"item_codes_file": "item_codes.safetensors", "quantizer_file": "quantizer.safetensors"}
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
 _TOKEN_PATTERN = re.compile(r"<[^<>\s]+>|\S+")
 
@@ -36,6 +40,10 @@ class SemanticIDTokenizer(PreTrainedTokenizer):
         item_codes_file: safetensors file holding the ``codes`` (N, L) tensor (written by
             ``save_pretrained``).
         item_codes: the (N, L) code table itself, when building a new tokenizer.
+        quantizer_file: safetensors file with the RQ-VAE's weights and its config in the metadata
+            (written by ``save_pretrained`` when the tokenizer owns a quantizer).
+        quantizer: the ``SemanticIDQuantizer`` that produced the codes. Optional for decoding; a
+            trainable tokenizer (DIGER) owns it so that it is saved, loaded and pushed with the codes.
         num_levels: L, code length including the collision level.
         codebook_size: K, codes per level.
         num_user_buckets: hashed user-id tokens prepended to histories (TIGER uses 2,000); 0 = none.
@@ -49,6 +57,8 @@ class SemanticIDTokenizer(PreTrainedTokenizer):
         self,
         item_codes_file: str | None = None,
         item_codes: torch.Tensor | None = None,
+        quantizer_file: str | None = None,
+        quantizer: SemanticIDQuantizer | None = None,
         num_levels: int = 4,
         codebook_size: int = 256,
         num_user_buckets: int = 0,
@@ -65,6 +75,9 @@ class SemanticIDTokenizer(PreTrainedTokenizer):
                 "SemanticIDTokenizer needs its item code table: pass item_codes=(N, L) tensor, or load a "
                 "saved tokenizer with SemanticIDTokenizer.from_pretrained(directory)."
             )
+        if quantizer is None and quantizer_file is not None:
+            quantizer = load_quantizer(quantizer_file)
+        self.quantizer = quantizer
         self.num_levels = num_levels
         self.codebook_size = codebook_size
         self.num_user_buckets = num_user_buckets
@@ -129,10 +142,14 @@ class SemanticIDTokenizer(PreTrainedTokenizer):
         """Write the code table; the token vocabulary itself follows from the init arguments."""
         if not os.path.isdir(save_directory):
             raise ValueError(f"save_directory {save_directory!r} must be an existing directory")
-        name = (filename_prefix + "-" if filename_prefix else "") + VOCAB_FILES_NAMES["item_codes_file"]
-        path = os.path.join(save_directory, name)
+        prefix = filename_prefix + "-" if filename_prefix else ""
+        path = os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["item_codes_file"])
         save_file({"codes": self.item_codes.contiguous()}, path)
-        return (path,)
+        if self.quantizer is None:
+            return (path,)
+        quantizer_path = os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["quantizer_file"])
+        save_quantizer(self.quantizer, quantizer_path)
+        return (path, quantizer_path)
 
     # ----- item codes -----------------------------------------------------------------------------
     @property
@@ -194,11 +211,14 @@ class SemanticIDTokenizer(PreTrainedTokenizer):
         histories: list[list[int]],
         users: list[int] | None = None,
         return_tensors: str = "pt",
+        return_item_index: bool = False,
     ) -> BatchEncoding:
         """Encode item-index histories as right-padded ``input_ids`` and ``attention_mask``.
 
         Each history becomes ``[<user>] codes(item_1) ... codes(item_n) </s>``. Histories longer
         than ``max_history`` keep their most recent ``max_history`` items (the training protocol).
+        With ``return_item_index``, ``item_index`` (B, S) holds the item behind each code token and
+        -1 elsewhere, so that joint training (DIGER) can put freshly assigned codes in their place.
 
         Raises:
             ValueError: an empty history (a generative recommender needs at least one item; use a
@@ -223,19 +243,45 @@ class SemanticIDTokenizer(PreTrainedTokenizer):
         self.check_items(padded[item_mask])
         tokens = self.item_token_ids(padded).flatten(1)  # (B, longest * L)
         token_mask = item_mask.repeat_interleave(self.num_levels, dim=1)
+        items = padded.repeat_interleave(self.num_levels, dim=1)
         eos = torch.full((len(kept), 1), self.eos_token_id)
+        no_item = torch.full_like(eos, -1)
         pieces, masks = [tokens, eos], [token_mask, torch.ones_like(eos, dtype=torch.bool)]
+        item_pieces = [items, no_item]
         if self.num_user_buckets and users is not None:
             pieces.insert(0, self.user_token_id(users)[:, None])
             masks.insert(0, torch.ones((len(kept), 1), dtype=torch.bool))
+            item_pieces.insert(0, no_item)
         input_ids = torch.cat(pieces, dim=1)
         mask = torch.cat(masks, dim=1)
         # Move the eos token right after each history's last code so padding stays at the end.
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
-        input_ids = torch.where(mask, input_ids, self.pad_token_id).gather(1, order)
-        mask = mask.gather(1, order)
-        return BatchEncoding({"input_ids": input_ids, "attention_mask": mask.long()})
+        encoded = {
+            "input_ids": torch.where(mask, input_ids, self.pad_token_id).gather(1, order),
+            "attention_mask": mask.gather(1, order).long(),
+        }
+        if return_item_index:
+            encoded["item_index"] = torch.where(mask, torch.cat(item_pieces, dim=1), -1).gather(1, order)
+        return BatchEncoding(encoded)
 
     def encode_targets(self, item_ids: list[int] | torch.Tensor) -> torch.LongTensor:
         """Decoder labels (B, L): the code tokens of each target item."""
         return self.item_token_ids(torch.as_tensor(item_ids, dtype=torch.long))
+
+
+def save_quantizer(quantizer: SemanticIDQuantizer, path: str) -> None:
+    """One safetensors file: the RQ-VAE's weights, with its config as JSON in the metadata."""
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in quantizer.state_dict().items()}
+    save_file(state, path, metadata={"config": quantizer.config.to_json_string(use_diff=False)})
+
+
+def load_quantizer(path: str) -> SemanticIDQuantizer:
+    """The quantizer written by :func:`save_quantizer`, in eval mode."""
+    with safe_open(path, framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "config" not in metadata:
+        raise ValueError(f"{path} has no quantizer config in its metadata; it was not written by save_quantizer")
+    config = SemanticIDQuantizerConfig(**json.loads(metadata["config"]))
+    quantizer = SemanticIDQuantizer(config)
+    quantizer.load_state_dict(load_file(path))
+    return quantizer.eval()
