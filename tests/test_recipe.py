@@ -40,3 +40,12 @@ def test_missing_recipe_file_and_unknown_objective():
         load_recipe("configs/nope.yaml")
     with pytest.raises(ValueError, match="unknown objective 'sodaa'"):
         build_objectives({"sodaa": 1.0})
+
+
+def test_float_settings_accept_yaml_exponent_strings_and_reject_words(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\ndata: {path: x}\n")
+    recipe = load_recipe(path, ["joint.tokenizer_learning_rate=1e-5", "training.learning_rate=3e-3"])
+    assert recipe.joint.tokenizer_learning_rate == 1e-5 and recipe.training.learning_rate == 3e-3
+    with pytest.raises(RecipeError, match="joint.tokenizer_learning_rate must be a number"):
+        load_recipe(path, ["joint.tokenizer_learning_rate=fast"])

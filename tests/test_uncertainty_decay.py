@@ -99,3 +99,11 @@ def test_unknown_strategy_and_bad_anneal_options():
         build_uncertainty_decay("sdd", 3, 4)
     with pytest.raises(ValueError, match="decay"):
         AnnealedNoise(3, 4, decay=1.5)
+
+
+def test_frqud_scale_sets_the_noise_of_hot_samples():
+    frqud = FrequencyUncertaintyDecay(num_levels=2, codebook_size=4, scale=0.1)
+    frqud.usage[0] = torch.tensor([0.5, 0.3, 0.1, 0.1])
+    torch.testing.assert_close(frqud.noise_scale(torch.tensor([[0, 1], [1, 2]])), torch.tensor([[0.1], [0.0]]))
+    with pytest.raises(ValueError, match="scale >= 0"):
+        FrequencyUncertaintyDecay(num_levels=2, codebook_size=4, scale=-1.0)

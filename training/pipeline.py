@@ -18,20 +18,25 @@ import torch
 from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
+from ..model_cards.plots import plot_training
 from ..modeling.configuration_sid_t5 import SIDT5Config
 from ..modeling.modeling_sid_t5 import SIDT5ForConditionalGeneration
 from ..tokenization.configuration_quantizer import SemanticIDQuantizerConfig
+from ..tokenization.semantic_codes import code_statistics
 from ..tokenization.tokenization_semantic_id import SemanticIDTokenizer
 from .baselines import popularity_ranking
 from .collator import SemanticIDCollator
 from .data import SequentialData, load_sequential_data
 from .embeddings import embed_texts
 from .fit_quantizer import QuantizerFit, fit_quantizer
+from .joint import JointSIDT5
+from .living_codes import LivingCodesCallback
 from .metrics import ranking_metrics
 from .objectives import build_objectives
 from .recipe import Recipe, RecipeError
 from .recommender import write_item_table
 from .trainer import SIDTrainer
+from .uncertainty_decay import UncertaintyDecayCallback, build_uncertainty_decay
 
 # QuantizerRecipe fields that are SemanticIDQuantizerConfig arguments (the rest drive the fit).
 QUANTIZER_ARCHITECTURE_KEYS = ("hidden_dims", "latent_dim", "num_levels", "codebook_size", "commitment_beta", "dropout")
@@ -51,11 +56,11 @@ def prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
-def build_codes(recipe: Recipe, data: SequentialData) -> QuantizerFit:
-    """Embed the catalogue (cached; the main process first) and fit the RQ-VAE on it."""
+def embed_catalogue(recipe: Recipe, data: SequentialData) -> torch.Tensor:
+    """Text embeddings (N, d) of every item (cached; the main process computes them first)."""
     state = PartialState()
     with state.main_process_first():
-        embeddings = embed_texts(
+        return embed_texts(
             data.item_texts,
             model_name_or_path=recipe.embeddings.model,
             max_seq_length=recipe.embeddings.max_seq_length,
@@ -63,6 +68,10 @@ def build_codes(recipe: Recipe, data: SequentialData) -> QuantizerFit:
             cache_dir=recipe.embeddings.cache_dir,
             show_progress_bar=state.is_main_process,
         )
+
+
+def build_codes(recipe: Recipe, embeddings: torch.Tensor) -> QuantizerFit:
+    """Fit the RQ-VAE on the catalogue's embeddings and give every item a unique code."""
     q = recipe.quantizer
     config = SemanticIDQuantizerConfig(
         input_dim=embeddings.size(1),
@@ -77,6 +86,59 @@ def build_codes(recipe: Recipe, data: SequentialData) -> QuantizerFit:
         kmeans_init=q.kmeans_init,
         seed=recipe.seed,
     )
+
+
+def build_model(
+    recipe: Recipe, config: SIDT5Config, fit: QuantizerFit, embeddings: torch.Tensor, tokenizer: SemanticIDTokenizer
+) -> tuple[SIDT5ForConditionalGeneration, dict[str, float], list]:
+    """The recommender, its per-prefix learning rates and its callbacks.
+
+    TIGER: a plain SID-T5 over the fitted codes. ``joint.enabled`` (DIGER): a :class:`JointSIDT5`
+    that holds the quantizer, with the tokenizer's learning rate, the uncertainty-decay schedule and
+    the living-codes callback.
+    """
+    learning_rates = dict(recipe.training.learning_rates)
+    joint = recipe.joint
+    if not joint.enabled:
+        return SIDT5ForConditionalGeneration(config), learning_rates, []
+    decay = build_uncertainty_decay(
+        joint.uncertainty_decay, fit.quantizer.config.num_levels, config.codebook_size, **joint.decay_options
+    )
+    model = JointSIDT5.from_recommender_config(
+        config,
+        fit.quantizer,
+        embeddings,
+        fit.codes,
+        decay,
+        code_temperature=joint.code_temperature,
+        hard_switch_epoch=joint.hard_switch_epoch,
+        trainable=joint.trainable,
+        code_gradient=joint.code_gradient,
+        target_gradient=joint.target_gradient,
+    )
+    learning_rates.setdefault("quantizer.", joint.tokenizer_learning_rate)
+    if any(param.requires_grad for param in decay.parameters()):
+        learning_rates.setdefault("uncertainty_decay.", joint.sigma_learning_rate)
+    callbacks = [UncertaintyDecayCallback(model), LivingCodesCallback(tokenizer, reassign=joint.reassign_codes)]
+    return model, learning_rates, callbacks
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Settings that cannot work together, caught before minutes of embedding and fitting."""
+    objectives = build_objectives(recipe.training.objectives)
+    joint = recipe.joint
+    if joint.enabled and joint.trainable and "quantizer" not in objectives:
+        raise RecipeError(
+            "joint.enabled with a trainable tokenizer needs the RQ-VAE loss to keep the codebooks a quantiser "
+            "of the content: add `quantizer: 1.0` to training.objectives (or set joint.trainable: false)"
+        )
+    if "quantizer" in objectives and not joint.enabled:
+        raise RecipeError("objective `quantizer` trains the tokenizer with the recommender: set `joint.enabled: true`")
+    try:
+        build_uncertainty_decay(joint.uncertainty_decay, 1, 2, **joint.decay_options)
+    except (TypeError, ValueError) as error:  # unknown strategy, option or value
+        message = f"joint.uncertainty_decay={joint.uncertainty_decay!r} with {joint.decay_options}: {error}"
+        raise RecipeError(message) from error
 
 
 def training_arguments(recipe: Recipe, output_dir: Path, overrides: dict[str, Any] | None = None) -> TrainingArguments:
@@ -135,6 +197,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     state = PartialState()
     say = print if state.is_main_process else (lambda *a, **k: None)
     output_dir = Path(recipe.output_dir)
+    check_recipe(recipe)
     prepare_output_dir(output_dir, overwrite_output_dir)
     state.wait_for_everyone()
     if recipe.training.torch_threads:
@@ -143,10 +206,12 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     started = time.time()
 
     data = load_sequential_data(recipe.data, verbose=state.is_main_process)
-    fit = build_codes(recipe, data)
+    embeddings = embed_catalogue(recipe, data)
+    fit = build_codes(recipe, embeddings)
     say(fit.summary())
     tokenizer = SemanticIDTokenizer(
         item_codes=fit.codes,
+        quantizer=fit.quantizer,
         num_levels=fit.codes.size(1),
         codebook_size=recipe.quantizer.codebook_size,
         num_user_buckets=recipe.model.num_user_buckets,
@@ -158,7 +223,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
         codebook_size=recipe.quantizer.codebook_size,
         **dataclasses.asdict(recipe.model),  # ModelRecipe's fields are SIDT5Config arguments
     )
-    model = SIDT5ForConditionalGeneration(config)
+    model, learning_rates, callbacks = build_model(recipe, config, fit, embeddings, tokenizer)
     model.generation_config.num_beams = recipe.evaluation.num_beams
     say(f"SID-T5: {sum(p.numel() for p in model.parameters()):,} parameters, vocabulary {config.vocab_size}")
 
@@ -169,13 +234,13 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
         train_dataset=with_lengths(data.splits["train"]),
         eval_dataset=data.splits["validation"],
         processing_class=tokenizer,
-        data_collator=SemanticIDCollator(tokenizer),
+        data_collator=SemanticIDCollator(tokenizer, item_index=recipe.joint.enabled),
         objectives=build_objectives(recipe.training.objectives),
         ranking_ks=tuple(ks),
         num_beams=recipe.evaluation.num_beams,
         max_eval_users=recipe.evaluation.max_validation_users,
-        learning_rates=recipe.training.learning_rates,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience)],
+        learning_rates=learning_rates,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience), *callbacks],
     )
     train_started = time.time()
     train_result = trainer.train()
@@ -197,6 +262,9 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     metrics.update({f"test/popularity/{k}": v for k, v in popularity.items()})
     metrics.update({f"data/{k}": v for k, v in data.stats().items()})
     metrics.update({f"codes/{k}": v for k, v in fit.stats.items()})
+    if recipe.joint.enabled:  # the codes the model was evaluated and is saved with
+        final = code_statistics(tokenizer.item_codes[:, :-1], recipe.quantizer.codebook_size)
+        metrics.update({f"codes/final/{k}": v for k, v in final.items()})
     metrics.update(
         {
             "train/loss": train_result.training_loss,
@@ -214,9 +282,11 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
 
     if state.is_main_process:
         model_dir = output_dir / "model"
-        trainer.save_model(str(model_dir))
-        fit.quantizer.save_pretrained(str(model_dir / "quantizer"))
+        recommender = model.to_recommender() if isinstance(model, JointSIDT5) else model
+        recommender.save_pretrained(str(model_dir))
+        tokenizer.save_pretrained(str(model_dir))  # code table + the quantizer that produced it
         write_item_table(model_dir, data.item_ids, data.item_titles)
+        plot_training(trainer.state.log_history, output_dir / "training.png", title=recipe.name)
         (output_dir / "recipe.yaml").write_text(_yaml_dump(recipe.to_dict()))
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         say(

@@ -76,6 +76,27 @@ class TrainingRecipe:
 
 
 @dataclass
+class JointRecipe:
+    """DIGER: the tokenizer's quantizer trains with the recommender (``enabled: true``).
+
+    Defaults are DIGER's (METHODS.md): Gumbel ``tau`` 2, tokenizer learning rate 1e-5 beside the
+    recommender's, SDUD's sigma at 1e-3, codes re-assigned after every epoch.
+    """
+
+    enabled: bool = False
+    trainable: bool = True  # False: noisy but frozen codes (no gradient reaches the quantizer)
+    uncertainty_decay: str = "frqud"  # none | anneal | frqud | sdud
+    decay_options: dict[str, Any] = field(default_factory=dict)  # e.g. {initial: 1.0, decay: 0.9} for anneal
+    code_temperature: float = 2.0
+    hard_switch_epoch: int | None = 0  # epoch from which inputs are straight-through one-hots; null = never
+    code_gradient: str = "raw"  # raw | calibrated: units of the loss's pull on the codes (README, DIGER)
+    target_gradient: bool = False  # True: the loss may also move the target's codes (collapses them; README)
+    tokenizer_learning_rate: float = 1e-5
+    sigma_learning_rate: float = 1e-3
+    reassign_codes: bool = True
+
+
+@dataclass
 class EvaluationRecipe:
     num_beams: int = 20
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])
@@ -95,6 +116,7 @@ class Recipe:
     quantizer: QuantizerRecipe = field(default_factory=QuantizerRecipe)
     model: ModelRecipe = field(default_factory=ModelRecipe)
     training: TrainingRecipe = field(default_factory=TrainingRecipe)
+    joint: JointRecipe = field(default_factory=JointRecipe)
     evaluation: EvaluationRecipe = field(default_factory=EvaluationRecipe)
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +137,7 @@ def _build(cls, values: dict[str, Any], where: str):
                 f"Valid keys{' in ' + where if where else ''}: {', '.join(sorted(fields))}"
             )
         default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else None
+        value = _coerce_number(value, fields[key].type, f"{where}.{key}" if where else key)
         if dataclasses.is_dataclass(default) and isinstance(value, dict):
             value = _build(type(default), value, f"{where}.{key}" if where else key)
         kwargs[key] = value
@@ -122,6 +145,16 @@ def _build(cls, values: dict[str, Any], where: str):
         return cls(**kwargs)
     except TypeError as error:
         raise RecipeError(f"recipe section {where or 'top level'}: {error}") from error
+
+
+def _coerce_number(value: Any, annotation: Any, where: str) -> Any:
+    """YAML reads ``1e-5`` (no dot) as a string; a float setting takes it as the number it means."""
+    if not isinstance(value, str) or not str(annotation).startswith("float"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise RecipeError(f"recipe key {where} must be a number, got {value!r}") from None
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -12,6 +12,8 @@ from .evaluation import rank_users
 from .metrics import ranking_metrics
 from .objectives import Objective
 
+ITEM_COLUMNS = ("item_index", "target_items")  # collator columns in item indices, not token ids
+
 
 class SIDTrainer(Trainer):
     """A ``Trainer`` whose loss is a weighted sum of objectives and whose evaluation is ranking.
@@ -80,9 +82,10 @@ class SIDTrainer(Trainer):
         return self.optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        inputs = dict(inputs)
-        inputs.pop("target_items", None)
-        outputs = model(**inputs)
+        # Item-index columns reach the model only when it reads them (the joint DIGER model does);
+        # every objective sees the whole batch.
+        accepted = getattr(self.accelerator.unwrap_model(model), "item_inputs", ())
+        outputs = model(**{k: v for k, v in inputs.items() if k not in ITEM_COLUMNS or k in accepted})
         total = None
         for name, objective in self.objectives.items():
             value, figures = objective(model, inputs, outputs)
@@ -97,6 +100,9 @@ class SIDTrainer(Trainer):
         if "loss" in logs and self._figures:  # training logs carry the per-objective means
             logs.update({key: sum(values) / len(values) for key, values in self._figures.items()})
             self._figures.clear()
+        decay = getattr(self.accelerator.unwrap_model(self.model), "uncertainty_decay", None)
+        if "loss" in logs and decay is not None:
+            logs.update({f"noise/{key}": value for key, value in decay.figures().items()})
         super().log(logs, *args, **kwargs)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:

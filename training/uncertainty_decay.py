@@ -9,14 +9,14 @@ released code, arXiv 2601.19711):
 - ``anneal``: one scalar scale decayed geometrically per epoch (the plain schedule).
 - ``frqud``: per-code EMA usage per level (starts uniform at 1/K, momentum 0.99, updated from the
   deterministic codes); a sample whose level-0 code is *hot* (EMA > 1.5 / K) keeps Gumbel
-  sampling at every level, the others are assigned deterministically. Noise fades as usage evens.
+  sampling (noise ``scale``, 1 in DIGER) at every level, the others are assigned
+  deterministically. Noise fades as usage evens.
 - ``sdud``: one learnable sigma per level (initial 1.0) scales the noise (``|sigma|``), and the
   recommender loss L becomes ``L / (2 (|mean sigma| + lambda)^2) + log(|mean sigma| + lambda)``
   with lambda = 1.7, whose minimum over sigma is at ``sqrt(L) - lambda``: noise vanishes as the
   loss falls below lambda^2.
 
-This is the first part of DIGER: the strategies and their schedules. Wiring them into joint
-tokenizer + recommender training is the next step of issue 4.
+``training/joint.py`` consumes a strategy inside the joint recommender + tokenizer step.
 """
 
 from __future__ import annotations
@@ -83,9 +83,13 @@ class FrequencyUncertaintyDecay(UncertaintyDecay):
 
     name = "frqud"
 
-    def __init__(self, num_levels: int, codebook_size: int, momentum: float = 0.99, hot_factor: float = 1.5):
+    def __init__(
+        self, num_levels: int, codebook_size: int, momentum: float = 0.99, hot_factor: float = 1.5, scale: float = 1.0
+    ):
         super().__init__(num_levels, codebook_size)
-        self.momentum, self.hot_factor = momentum, hot_factor
+        if scale < 0:
+            raise ValueError(f"frqud needs scale >= 0 (the noise of a hot sample), got {scale}")
+        self.momentum, self.hot_factor, self.scale = momentum, hot_factor, scale
         self.register_buffer("usage", torch.full((num_levels, codebook_size), 1.0 / codebook_size))
         self._hot_fraction = 0.0
 
@@ -96,7 +100,7 @@ class FrequencyUncertaintyDecay(UncertaintyDecay):
     def noise_scale(self, codes: torch.LongTensor) -> torch.Tensor:
         hot = self.usage[0, codes[:, 0]] > self.threshold  # one decision per sample, taken at level 0
         self._hot_fraction = hot.float().mean().item()
-        return hot.to(self.usage.dtype)[:, None]  # (B, 1): the same decision at every level
+        return self.scale * hot.to(self.usage.dtype)[:, None]  # (B, 1): the same decision at every level
 
     @torch.no_grad()
     def update(self, codes: torch.LongTensor) -> None:
@@ -147,9 +151,12 @@ def build_uncertainty_decay(name: str, num_levels: int, codebook_size: int, **op
 
 
 class UncertaintyDecayCallback(TrainerCallback):
-    """Tells the strategy which epoch training is in (annealing schedules read it)."""
+    """Tells a strategy, or a joint model (which passes it on), which epoch training is in.
 
-    def __init__(self, strategy: UncertaintyDecay):
+    Annealing schedules and DIGER's switch to hard codes read it; anything with ``set_epoch`` works.
+    """
+
+    def __init__(self, strategy: UncertaintyDecay | nn.Module):
         self.strategy = strategy
 
     def on_epoch_begin(self, args, state, control, **kwargs):

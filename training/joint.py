@@ -1,0 +1,264 @@
+"""DIGER's joint model: SID-T5 whose input and target codes come from the live quantizer.
+
+TIGER freezes the semantic IDs before the recommender trains. DIGER (arXiv 2601.19711) keeps the
+tokenizer in the computation graph: every batch, the items of the histories and the targets are
+re-encoded by the RQ-VAE with Gumbel-softmax assignment, and the recommender reads and predicts
+those codes. Straight-through weights make the forward pass use the one-hot of the chosen code
+(exactly the code's embedding row) while the backward pass goes through the soft probabilities, so
+the recommender's cross-entropy reaches the codebooks and the encoder. METHODS.md notes that the
+authors' released code lacks this path (its recommender trains on detached codes); this module is
+the path.
+
+:class:`JointSIDT5` is a ``SIDT5ForConditionalGeneration`` that also holds the quantizer, the
+uncertainty-decay strategy and the catalogue's current code table as a buffer, so that the stock
+``Trainer`` machinery (one optimizer with per-prefix learning rates, DDP, checkpoints,
+``resume_from_checkpoint``, best-model loading) covers the tokenizer too. There is one recommender:
+:meth:`JointSIDT5.to_recommender` returns the plain SID-T5 to save and serve.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers.modeling_outputs import Seq2SeqLMOutput
+
+from ..modeling.configuration_sid_t5 import NUM_SPECIAL_TOKENS, SIDT5Config
+from ..modeling.modeling_sid_t5 import SIDT5ForConditionalGeneration
+from ..tokenization.modeling_quantizer import SemanticIDQuantizer
+from ..tokenization.semantic_codes import append_collision_level, code_statistics
+from .uncertainty_decay import UncertaintyDecay
+
+# Config attributes that only the joint model uses; dropped from the exported recommender's config.
+JOINT_CONFIG_KEYS = ("code_temperature", "hard_switch_epoch", "code_gradient", "target_gradient")
+CODE_GRADIENTS = ("raw", "calibrated")
+
+
+@dataclass
+class JointOutput(Seq2SeqLMOutput):
+    """``Seq2SeqLMOutput`` plus what the tokenizer side of a joint step produced.
+
+    Attributes:
+        loss: the recommender loss as optimised (SDUD re-weights the cross-entropy).
+        recommendation_loss: the plain next-SID cross-entropy (for logging and comparison).
+        quantizer_loss: RQ-VAE reconstruction + quantisation loss of the batch's items.
+        code_probs: (n, L, K) noise-free soft code distributions of the batch's distinct items.
+        codes: (n, L) the codes the recommender read and predicted for those items.
+    """
+
+    recommendation_loss: torch.FloatTensor | None = None
+    quantizer_loss: torch.FloatTensor | None = None
+    code_probs: torch.FloatTensor | None = None
+    codes: torch.LongTensor | None = None
+
+
+class JointSIDT5(SIDT5ForConditionalGeneration):
+    """SID-T5 trained jointly with its tokenizer's quantizer (DIGER).
+
+    Build it with :meth:`from_recommender_config` (it needs the fitted quantizer, the catalogue's
+    content embeddings and its starting code table). ``forward`` without ``item_index`` and
+    ``target_items`` is plain SID-T5; with them it is the joint step described in the module
+    docstring. ``recommend`` decodes with the tokenizer's table, which
+    :class:`~sidrec.training.living_codes.LivingCodesCallback` keeps in step with the quantizer.
+    """
+
+    item_inputs = ("item_index", "target_items")
+    # Checkpoints of the joint model are for resuming, not for the Hub: do not copy this file (which
+    # imports from training/) beside them as remote code. The exported recommender carries its code.
+    _auto_class = None
+
+    def attach_tokenizer(
+        self,
+        quantizer: SemanticIDQuantizer,
+        item_embeddings: torch.Tensor,
+        item_codes: torch.LongTensor,
+        uncertainty_decay: UncertaintyDecay,
+        trainable: bool = True,
+    ) -> None:
+        """Make the quantizer, its strategy and the catalogue part of this model.
+
+        The quantizer and the strategy become sub-modules (``quantizer.*``,
+        ``uncertainty_decay.*`` parameter names, which ``training.learning_rates`` addresses). The
+        code table is a buffer, saved in every checkpoint, so resuming restores the exact codes. The
+        content embeddings are inputs, never trained or saved: a plain attribute rather than a buffer,
+        so that DDP does not broadcast the whole catalogue before every step.
+        """
+        expected = (self.config.num_code_levels - 1, self.config.codebook_size)
+        found = (quantizer.config.num_levels, quantizer.config.codebook_size)
+        if found != expected:
+            raise ValueError(
+                f"quantizer (levels, codebook size) = {found} does not fit the model's {expected} "
+                "(the model has one more level: the collision level)"
+            )
+        self.quantizer = quantizer.train()
+        self.quantizer.requires_grad_(trainable)
+        self.uncertainty_decay = uncertainty_decay
+        self.item_embeddings = item_embeddings.detach().float()
+        self.register_buffer("item_codes", torch.as_tensor(item_codes, dtype=torch.long).clone())
+        self.code_hard = self.config.hard_switch_epoch == 0
+
+    @classmethod
+    def from_recommender_config(
+        cls,
+        config: SIDT5Config,
+        quantizer: SemanticIDQuantizer,
+        item_embeddings: torch.Tensor,
+        item_codes: torch.LongTensor,
+        uncertainty_decay: UncertaintyDecay,
+        code_temperature: float = 2.0,
+        hard_switch_epoch: int | None = 0,
+        trainable: bool = True,
+        code_gradient: str = "raw",
+        target_gradient: bool = False,
+    ) -> JointSIDT5:
+        """A fresh recommender with the tokenizer attached.
+
+        Args:
+            code_temperature: Gumbel-softmax ``tau`` of the joint assignment (DIGER: 2).
+            hard_switch_epoch: epoch from which the forward pass uses straight-through one-hots; before
+                it, soft mixtures of code embeddings. ``None`` = never (DIGER's FrqUD), 0 = from the start.
+            trainable: ``False`` freezes the quantizer (noisy but fixed codes; no gradient reaches it).
+            code_gradient: ``"raw"`` sends the recommendation loss back through the assignment in raw
+                squared-distance units; ``"calibrated"`` in the calibrated logit units, which pulls up
+                to 1e4 times harder on deep levels (see ``SemanticIDQuantizer.assign``).
+            target_gradient: let the loss move the *target* item's codes too (DIGER as published).
+                ``False`` keeps only the path through the history's codes (README, DIGER: collapse).
+        """
+        if code_gradient not in CODE_GRADIENTS:
+            raise ValueError(f"code_gradient must be one of {CODE_GRADIENTS}, got {code_gradient!r}")
+        config.code_gradient = code_gradient
+        config.target_gradient = target_gradient
+        config.code_temperature = code_temperature
+        config.hard_switch_epoch = hard_switch_epoch
+        model = cls(config)
+        model.attach_tokenizer(quantizer, item_embeddings, item_codes, uncertainty_decay, trainable)
+        return model
+
+    def set_epoch(self, epoch: float) -> None:
+        """Switch to hard codes at ``hard_switch_epoch`` and tell the strategy the epoch."""
+        switch = self.config.hard_switch_epoch
+        self.code_hard = switch is not None and int(epoch) >= switch
+        self.uncertainty_decay.set_epoch(epoch)
+
+    # ----- the joint step -------------------------------------------------------------------------
+    def _assign(self, items: torch.LongTensor):
+        """Encode ``items`` (n,) and assign their codes with the strategy's noise (none in eval mode)."""
+        if self.item_embeddings.device != items.device:
+            self.item_embeddings = self.item_embeddings.to(items.device)
+        embeddings = self.item_embeddings[items]
+        latent = self.quantizer.encoder(embeddings)
+        first_codes = self.quantizer.first_level_codes(latent)[:, None]
+        noise = self.uncertainty_decay.noise_scale(first_codes) if self.training else 0.0
+        output = self.quantizer.assign(
+            latent,
+            mode="gumbel",
+            hard=self.code_hard,
+            temperature=self.config.code_temperature,
+            noise_scale=noise,
+            raw_distance_gradient=self.config.code_gradient == "raw",
+        )
+        return self.quantizer.decode(embeddings, output)
+
+    def _code_weights(self, assignment: torch.Tensor, codes: torch.LongTensor) -> torch.Tensor:
+        """Weights (n, L, K) whose forward value is the exact one-hot (hard) and whose gradient is the soft one."""
+        if not self.code_hard:
+            return assignment
+        one_hot = F.one_hot(codes, self.config.codebook_size).to(assignment.dtype)
+        return one_hot + (assignment - assignment.detach())
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        item_index: torch.LongTensor | None = None,
+        target_items: torch.LongTensor | None = None,
+        **kwargs,
+    ):
+        if item_index is None or target_items is None:
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+        levels = self.quantizer.config.num_levels
+        size = self.config.codebook_size
+        level_of_token = (input_ids - NUM_SPECIAL_TOKENS).div(size, rounding_mode="floor")
+        rows, cols = torch.nonzero((item_index >= 0) & (level_of_token < levels), as_tuple=True)
+        history_items = item_index[rows, cols]
+        items, inverse = torch.unique(torch.cat([history_items, target_items]), return_inverse=True)
+        history_slot, target_slot = inverse[: len(history_items)], inverse[len(history_items) :]
+
+        quantized = self._assign(items)
+        weights = self._code_weights(quantized.assignment, quantized.codes)  # (n, L, K)
+        table = self.shared.weight[NUM_SPECIAL_TOKENS : NUM_SPECIAL_TOKENS + levels * size].view(levels, size, -1)
+        code_embeddings = torch.einsum("nlk,lkd->nld", weights, table)  # (n, L, d)
+
+        # The target's codes: with target_gradient off, the loss may not move them (it would reward collapse:
+        # codes that are all alike are easy to predict); the history's codes still learn from it.
+        target_weights = weights[target_slot] if self.config.target_gradient else weights[target_slot].detach()
+        target_embeddings = torch.einsum("blk,lkd->bld", target_weights, table)
+
+        inputs_embeds = self.shared(input_ids).index_put(
+            (rows, cols), code_embeddings[history_slot, level_of_token[rows, cols]]
+        )
+        # Teacher forcing: the decoder reads <start>, then the target's codes (its collision token from the table).
+        target_codes = quantized.codes[target_slot] + torch.tensor(
+            self.config.token_offsets[:levels], device=labels.device
+        )
+        labels = torch.cat([target_codes, labels[:, levels:]], dim=1)
+        decoder_inputs_embeds = self.shared(self._shift_right(labels))
+        decoder_inputs_embeds = torch.cat(
+            [decoder_inputs_embeds[:, :1], target_embeddings, decoder_inputs_embeds[:, 1 + levels :]], dim=1
+        )[:, : labels.size(1)]
+        kwargs.setdefault("use_cache", False)
+        outputs = super().forward(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            **kwargs,
+        )
+        log_probs = outputs.logits.float().log_softmax(dim=-1)  # (B, L + 1, V)
+        code_log_probs = log_probs[:, :levels, NUM_SPECIAL_TOKENS : NUM_SPECIAL_TOKENS + levels * size]
+        code_log_probs = code_log_probs.view(len(labels), levels, levels, size).diagonal(dim1=1, dim2=2).transpose(1, 2)
+        code_nll = -(target_weights * code_log_probs).sum(dim=-1)  # (B, L): soft-label CE per level
+        rest_nll = -log_probs[:, levels:].gather(-1, labels[:, levels:, None]).squeeze(-1)
+        cross_entropy = torch.cat([code_nll, rest_nll], dim=1).mean()
+
+        if self.training:
+            self.uncertainty_decay.update(quantized.probs.argmax(dim=-1))
+        return JointOutput(
+            loss=self.uncertainty_decay.weight_loss(cross_entropy),
+            recommendation_loss=cross_entropy,
+            quantizer_loss=quantized.loss,
+            code_probs=quantized.probs,
+            codes=quantized.codes,
+            logits=outputs.logits,
+        )
+
+    # ----- the catalogue's codes ------------------------------------------------------------------
+    @torch.no_grad()
+    def reassign_item_codes(self) -> dict[str, float]:
+        """Re-encode the whole catalogue with nearest codes, renumber collisions, store the table.
+
+        Returns the code statistics (per-level usage and perplexity, collision rate) of the new codes.
+        """
+        raw = self.quantizer.encode_codes(self.item_embeddings.to(self.item_codes.device))
+        try:
+            table = append_collision_level(raw.cpu(), self.config.codebook_size)
+        except ValueError as error:
+            raise ValueError(
+                f"Joint training collapsed the semantic IDs: {error} Lower joint.tokenizer_learning_rate, raise the "
+                "quantizer objective's weight, or use an uncertainty decay (frqud, sdud) that keeps exploring codes."
+            ) from error
+        self.item_codes.copy_(table.to(self.item_codes.device))
+        return code_statistics(raw.cpu(), self.config.codebook_size)
+
+    def to_recommender(self) -> SIDT5ForConditionalGeneration:
+        """The plain SID-T5 with this model's trained weights (what is saved, served and pushed)."""
+        values = {k: v for k, v in self.config.to_dict().items() if k not in JOINT_CONFIG_KEYS}
+        values.pop("architectures", None)
+        values.pop("auto_map", None)
+        recommender = SIDT5ForConditionalGeneration(SIDT5Config.from_dict(values))
+        joint_only = ("quantizer.", "uncertainty_decay.", "item_codes")
+        recommender.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith(joint_only)})
+        recommender.generation_config = copy.deepcopy(self.generation_config)
+        return recommender.to(self.device).train(self.training)
