@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
-def _train(args: argparse.Namespace) -> int:
+def train(args: argparse.Namespace) -> dict:
+    """Run the recipe; with ``--push_to_hub``, upload the saved model directory from the main process.
+
+    The repository id is checked before training, so a forgotten ``--hub_model_id`` does not cost a run.
+    """
+    from accelerate import PartialState
+
     from .training.pipeline import run
     from .training.recipe import load_recipe
 
-    run(load_recipe(args.config, args.overrides), overwrite_output_dir=args.overwrite_output_dir)
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id user/name (the Hub repository to create or update)")
+    recipe = load_recipe(args.config, args.overrides)
+    metrics = run(recipe, overwrite_output_dir=args.overwrite_output_dir)
+    if args.push_to_hub and PartialState().is_main_process:
+        from .hub import push_recommender
+
+        commit = push_recommender(Path(recipe.output_dir) / "model", args.hub_model_id, private=args.hub_private)
+        print(f"Pushed {recipe.output_dir}/model to {commit.commit_url}")
+    return metrics
+
+
+def _train(args: argparse.Namespace) -> int:
+    train(args)
     return 0
 
 
@@ -20,6 +40,13 @@ def _recommend(args: argparse.Namespace) -> int:
     recommender = Recommender.from_pretrained(args.model_dir)
     for row in recommender.recommend(args.history, top_k=args.top_k, num_beams=args.num_beams):
         print(f"{row.rank:>3}. {row.item_id:>10}  {row.score:8.3f}  {row.title}")
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from .model_cards.card import write_model_card
+
+    print(f"Wrote {write_model_card(args.run_dir, repo_id=args.repo_id)}")
     return 0
 
 
@@ -35,12 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--top-k", type=int, default=10)
     recommend.add_argument("--num-beams", type=int, default=None)
     recommend.set_defaults(handler=_recommend)
+    card = commands.add_parser("card", help="write a saved run's model card to <run_dir>/model/README.md")
+    card.add_argument("run_dir", help="a finished run's directory (holding metrics.json), e.g. runs/demo")
+    card.add_argument("--repo-id", default=None, help="Hub repository the card names and its usage code loads")
+    card.set_defaults(handler=_card)
     return parser
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML recipe, e.g. configs/scientific-tiger-demo.yaml")
     parser.add_argument("--overwrite_output_dir", action="store_true", help="replace a finished run in output_dir")
+    parser.add_argument("--push_to_hub", action="store_true", help="upload the saved model directory to the Hub")
+    parser.add_argument("--hub_model_id", default=None, help="Hub repository for --push_to_hub, e.g. user/name")
+    parser.add_argument("--hub_private", action="store_true", help="create the Hub repository as private")
     parser.add_argument("overrides", nargs="*", help="recipe overrides such as training.epochs=3")
 
 

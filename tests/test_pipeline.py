@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -196,3 +197,90 @@ def test_saved_model_reproduces_the_reported_test_metrics(tiny_run):
     )
     for key, value in again.items():
         assert value == pytest.approx(metrics[f"test/{key}"], abs=1e-9), key
+
+
+JOINT = [
+    "joint.enabled=true",
+    "joint.uncertainty_decay=frqud",
+    "joint.decay_options={scale: 0.1}",
+    "joint.tokenizer_learning_rate=1e-4",
+    "training.objectives={ce: 1.0, quantizer: {weight: 1.0, balance: 0.1}}",
+]
+
+
+@pytest.mark.slow
+def test_joint_recipe_runs_end_to_end_and_saves_a_plain_recommender(tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    from sidrec import SIDT5ForConditionalGeneration
+    from sidrec.training.pipeline import run
+    from sidrec.training.recipe import load_recipe
+
+    recipe = load_recipe(recipe_file(tmp_path), TINY + JOINT + [f"output_dir={tmp_path}", "training.epochs=1"])
+    metrics = run(recipe)
+    assert {"codes/final/collision_rate", "codes/final/level0/usage", "test/recall@10"} <= set(metrics)
+    assert (tmp_path / "training.png").stat().st_size > 10_000
+    model = AutoModel.from_pretrained(tmp_path / "model")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
+    assert type(model) is SIDT5ForConditionalGeneration and tokenizer.quantizer is not None
+    state = json.loads(next((tmp_path / "checkpoints").glob("checkpoint-*/trainer_state.json")).read_text())
+    code_rows = [row for row in state["log_history"] if "codes/collision_rate" in row]
+    assert [row["epoch"] for row in code_rows] == [0.0, 1.0]  # start, then after the epoch
+    assert code_rows[-1]["codes/collision_rate"] == pytest.approx(metrics["codes/final/collision_rate"])
+
+
+def test_joint_recipe_without_the_quantizer_objective_is_an_error(tmp_path):
+    from sidrec.training.pipeline import run
+    from sidrec.training.recipe import RecipeError, load_recipe
+
+    recipe = load_recipe(recipe_file(tmp_path), TINY + ["joint.enabled=true", f"output_dir={tmp_path}"])
+    with pytest.raises(RecipeError, match="add `quantizer: 1.0` to training.objectives"):
+        run(recipe)
+
+
+JOINT_ON = ["joint.enabled=true", "training.objectives={ce: 1.0, quantizer: 1.0}"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["training.objectives={ce: 1.0, quantizer: 1.0}"], "set `joint.enabled: true`"),
+        (JOINT_ON + ["joint.uncertainty_decay=loud"], "unknown uncertainty decay 'loud'"),
+        (JOINT_ON + ["joint.decay_options={shape: 1}"], "joint.uncertainty_decay='frqud' with {'shape': 1}"),
+    ],
+)
+def test_conflicting_joint_settings_fail_before_any_work(tmp_path, overrides, message):
+    from sidrec.training.pipeline import run
+    from sidrec.training.recipe import RecipeError, load_recipe
+
+    recipe = load_recipe(recipe_file(tmp_path), TINY + overrides + [f"output_dir={tmp_path / 'out'}"])
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        run(recipe)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_train_with_push_to_hub_uploads_a_loadable_run(tmp_path, hub_server):
+    from huggingface_hub import HfApi, snapshot_download
+
+    from sidrec import load_recommender
+    from sidrec.cli import main
+
+    repo_id = f"{hub_server.user}/tiny-trained"
+    argv = ["train", "--config", str(recipe_file(tmp_path)), "--push_to_hub", "--hub_model_id", repo_id]
+    assert main(argv + TINY + [f"output_dir={tmp_path}", "training.epochs=1"]) == 0
+    files = set(HfApi().list_repo_files(repo_id))
+    assert {"model.safetensors", "item_codes.safetensors", "quantizer.safetensors", "generation_config.json"} <= files
+    local = load_recommender(str(tmp_path / "model"))
+    pulled = load_recommender(snapshot_download(repo_id, cache_dir=tmp_path / "cache"))
+    history = [local.item_ids[i] for i in (3, 17, 42)]
+    assert [r.item_id for r in pulled.recommend(history)] == [r.item_id for r in local.recommend(history)]
+
+
+def test_push_to_hub_without_a_repository_fails_before_training(tmp_path, capsys):
+    from sidrec.cli import main
+
+    argv = ["train", "--config", str(recipe_file(tmp_path)), "--push_to_hub", f"output_dir={tmp_path / 'out'}"]
+    assert main(argv) == 2
+    assert "--push_to_hub needs --hub_model_id" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
