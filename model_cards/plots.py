@@ -31,7 +31,7 @@ def plot_training(log_history: list[dict[str, Any]], path: str | Path, title: st
     loss_keys = [k for k in keys if k == "loss" or k.startswith("loss_") or k == "recommendation_ce"]
     usage_keys = [k for k in keys if k.startswith("codes/level") and k.endswith("/usage")]
     perplexity_keys = [k for k in keys if k.startswith("codes/level") and k.endswith("/perplexity")]
-    noise_keys = [k for k in keys if k.startswith("noise/")]
+    noise_keys = [k for k in keys if k.startswith("noise/") and "hot_codes" not in k]  # scales, not counts
     panels = [("loss", loss_keys, "step"), ("validation NDCG@10", ["eval_ndcg@10"], "epoch")]
     panels += [("code usage (fraction of codes used)", usage_keys, "epoch")]
     panels += [("code perplexity", perplexity_keys, "epoch"), ("collision rate", ["codes/collision_rate"], "epoch")]
@@ -39,15 +39,19 @@ def plot_training(log_history: list[dict[str, Any]], path: str | Path, title: st
     panels = [p for p in panels if any(_series(log_history, k, p[2])[0] for k in p[1])]
     if not panels:
         return None
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for axis, (name, panel_keys, x) in zip(axes[0], panels):
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.3 * rows), squeeze=False)
+    for axis in axes.flat[len(panels) :]:
+        axis.set_visible(False)
+    for axis, (name, panel_keys, x) in zip(axes.flat, panels):
         for key in panel_keys:
             xs, ys = _series(log_history, key, x)
             if xs:
                 axis.plot(xs, ys, marker="o" if x == "epoch" else None, markersize=3, label=key.split("/", 1)[-1])
         axis.set_title(name, fontsize=9)
         axis.set_xlabel(x)
-        if len(panel_keys) > 1:
+        if len(panel_keys) > 1 or name == "noise":
             axis.legend(fontsize=7)
         axis.grid(alpha=0.3)
     if title:
