@@ -79,6 +79,8 @@ def test_run_writes_metrics_with_flat_keys(tiny_run):
     assert written["test/users"] == 200
     assert all(key.count("/") >= 1 and not key.endswith("/") for key in written)
     assert (out / "recipe.yaml").exists()
+    card = (out / "model" / "README.md").read_text()  # every run writes its model card and plot
+    assert f"{written['test/recall@10']:.4f}" in card and (out / "model" / "training.png").exists()
 
 
 def test_saved_run_loads_and_recommends_by_raw_id(tiny_run):
@@ -131,7 +133,16 @@ def test_finished_run_is_not_overwritten_silently(tiny_run):
     assert (out / "metrics.json").read_text() == before
 
 
-def test_accelerate_launch_two_cpu_processes(tmp_path):
+DIGER_SODA = [
+    "joint.enabled=true",
+    "joint.decay_options={scale: 0.1}",
+    "training.objectives={ce: 1.0, quantizer: 1.0, soda: {weight: 0.1, negatives: both}}",
+    "training.num_negatives=4",
+]
+
+
+@pytest.mark.parametrize("extra", [[], DIGER_SODA], ids=["tiger", "diger-soda"])
+def test_accelerate_launch_two_cpu_processes(tmp_path, extra):
     """DDP on CPU (gloo) through `accelerate launch --num_processes 2` completes a few steps."""
     out = tmp_path / "ddp"
     overrides = [o for o in TINY if not o.startswith(("training.epochs", "evaluation.max_test_users"))]
@@ -151,6 +162,7 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
         "--config",
         str(recipe_file(tmp_path)),
         *overrides,
+        *extra,
         f"output_dir={out}",
         "training.max_steps=4",
         "training.eval_steps=2",
@@ -247,6 +259,11 @@ JOINT_ON = ["joint.enabled=true", "training.objectives={ce: 1.0, quantizer: 1.0}
         (["training.objectives={ce: 1.0, quantizer: 1.0}"], "set `joint.enabled: true`"),
         (JOINT_ON + ["joint.uncertainty_decay=loud"], "unknown uncertainty decay 'loud'"),
         (JOINT_ON + ["joint.decay_options={shape: 1}"], "joint.uncertainty_decay='frqud' with {'shape': 1}"),
+        (["training.objectives={ce: 1.0, soda: 1.0}"], "objective `soda` compares"),
+        (
+            JOINT_ON[:1] + ["training.objectives={ce: 1.0, quantizer: 1.0, soda: {negatives: sampled}}"],
+            "set training.num_negatives >= 1",
+        ),
     ],
 )
 def test_conflicting_joint_settings_fail_before_any_work(tmp_path, overrides, message):

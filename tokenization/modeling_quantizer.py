@@ -28,6 +28,8 @@ class QuantizerOutput(ModelOutput):
 
     Attributes:
         codes: (B, L) chosen code per level (argmax of the possibly noisy assignment).
+        logits: (B, L, K) the noise-free logits ``-distance / distance_scale`` (a caller with its own
+            temperature, such as SODA, takes ``softmax(logits / t)``).
         probs: (B, L, K) per-level soft distributions ``softmax(-distance / (scale * tau))`` without noise;
             differentiable with respect to the encoder and the codebooks (SODA's item distributions).
         quantized: (B, d) sum of the chosen code vectors, with a straight-through path to the latent.
@@ -40,6 +42,7 @@ class QuantizerOutput(ModelOutput):
     """
 
     codes: torch.LongTensor | None = None
+    logits: torch.FloatTensor | None = None
     probs: torch.FloatTensor | None = None
     quantized: torch.FloatTensor | None = None
     latent: torch.FloatTensor | None = None
@@ -164,7 +167,7 @@ class SemanticIDQuantizer(PreTrainedModel):
         beta = self.config.commitment_beta
         residual = latent
         quantized = torch.zeros_like(latent)
-        codes, probs, weights = [], [], []
+        codes, all_logits, probs, weights = [], [], [], []
         quantization_loss = latent.new_zeros(())
         noise_scale = torch.as_tensor(noise_scale, dtype=latent.dtype, device=latent.device)
         if noise_scale.dim() == 1:  # (L,) per level -> (1, L); per-sample scales come as (B, L) or (B, 1)
@@ -177,6 +180,7 @@ class SemanticIDQuantizer(PreTrainedModel):
             logits = -distances / self.distance_scale[level]
             if raw_distance_gradient:  # forward value unchanged (adds an exact zero), gradient in raw units
                 logits = logits.detach() - (distances - distances.detach())
+            all_logits.append(logits)
             probs.append(F.softmax(logits / tau, dim=-1))
             if mode == "nearest":
                 index = logits.argmax(dim=-1)
@@ -204,6 +208,7 @@ class SemanticIDQuantizer(PreTrainedModel):
         quantized = latent + (quantized - latent).detach() if mode == "nearest" else quantized
         return QuantizerOutput(
             codes=torch.stack(codes, dim=1),
+            logits=torch.stack(all_logits, dim=1),
             probs=torch.stack(probs, dim=1),
             quantized=quantized,
             latent=latent,

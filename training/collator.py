@@ -13,20 +13,30 @@ class SemanticIDCollator:
     Tokenising in the collator (not in ``datasets.map``) keeps the data set in item indices, so
     that re-assigned codes (DIGER) take effect in the very next batch. ``target_items`` (B,) is
     always added; with ``item_index=True`` so is ``item_index`` (B, S), the item behind each code
-    token, which joint training needs to put freshly assigned codes in place.
+    token, which joint training needs to put freshly assigned codes in place; with
+    ``num_negatives`` > 0, ``negative_items`` (B, N) sampled from the catalogue (seeded).
     """
 
-    def __init__(self, tokenizer, item_index: bool = False):
+    def __init__(self, tokenizer, item_index: bool = False, num_negatives: int = 0, seed: int = 0):
         self.tokenizer = tokenizer
         self.item_index = item_index
+        self.num_negatives = num_negatives
+        self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         histories = [row["history"] for row in rows]
         users = [row["user"] for row in rows] if "user" in rows[0] else None
         batch = self.tokenizer.encode_histories(histories, users=users, return_item_index=self.item_index)
         targets = [row["target"] for row in rows]
-        return {
-            **batch,
-            "labels": self.tokenizer.encode_targets(targets),
-            "target_items": torch.tensor(targets, dtype=torch.long),
-        }
+        target_items = torch.tensor(targets, dtype=torch.long)
+        columns = {**batch, "labels": self.tokenizer.encode_targets(targets), "target_items": target_items}
+        if self.num_negatives:
+            columns["negative_items"] = self.sample_negatives(target_items)
+        return columns
+
+    def sample_negatives(self, target_items: torch.LongTensor) -> torch.LongTensor:
+        """(B, num_negatives) catalogue items drawn uniformly, never the row's own target (SODA's negatives)."""
+        size = (len(target_items), self.num_negatives)
+        # Draw from the catalogue minus one item, then skip over the target: uniform over the other items.
+        draws = torch.randint(0, self.tokenizer.num_items - 1, size, generator=self.generator)
+        return draws + (draws >= target_items[:, None]).long()

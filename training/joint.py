@@ -46,12 +46,16 @@ class JointOutput(Seq2SeqLMOutput):
         quantizer_loss: RQ-VAE reconstruction + quantisation loss of the batch's items.
         code_probs: (n, L, K) noise-free soft code distributions of the batch's distinct items.
         codes: (n, L) the codes the recommender read and predicted for those items.
+        target_code_logits: (B, L, K) noise-free code logits of each row's target (SODA's positives).
+        negative_code_logits: (B, N, L, K) the same for sampled negatives, when the batch has them.
     """
 
     recommendation_loss: torch.FloatTensor | None = None
     quantizer_loss: torch.FloatTensor | None = None
     code_probs: torch.FloatTensor | None = None
     codes: torch.LongTensor | None = None
+    target_code_logits: torch.FloatTensor | None = None
+    negative_code_logits: torch.FloatTensor | None = None
 
 
 class JointSIDT5(SIDT5ForConditionalGeneration):
@@ -64,7 +68,7 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
     :class:`~sidrec.training.living_codes.LivingCodesCallback` keeps in step with the quantizer.
     """
 
-    item_inputs = ("item_index", "target_items")
+    item_inputs = ("item_index", "target_items", "negative_items")
     # Checkpoints of the joint model are for resuming, not for the Hub: do not copy this file (which
     # imports from training/) beside them as remote code. The exported recommender carries its code.
     _auto_class = None
@@ -175,17 +179,23 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         labels: torch.LongTensor | None = None,
         item_index: torch.LongTensor | None = None,
         target_items: torch.LongTensor | None = None,
+        negative_items: torch.LongTensor | None = None,
         **kwargs,
     ):
         if item_index is None or target_items is None:
             return super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+        if negative_items is None:
+            negative_items = target_items.new_empty((len(target_items), 0))
         levels = self.quantizer.config.num_levels
         size = self.config.codebook_size
         level_of_token = (input_ids - NUM_SPECIAL_TOKENS).div(size, rounding_mode="floor")
         rows, cols = torch.nonzero((item_index >= 0) & (level_of_token < levels), as_tuple=True)
         history_items = item_index[rows, cols]
-        items, inverse = torch.unique(torch.cat([history_items, target_items]), return_inverse=True)
-        history_slot, target_slot = inverse[: len(history_items)], inverse[len(history_items) :]
+        batch_items = torch.cat([history_items, target_items, negative_items.flatten()])
+        items, inverse = torch.unique(batch_items, return_inverse=True)
+        history_slot, target_slot, negative_slot = inverse.split(
+            [len(history_items), len(target_items), negative_items.numel()]
+        )
 
         quantized = self._assign(items)
         weights = self._code_weights(quantized.assignment, quantized.codes)  # (n, L, K)
@@ -231,6 +241,8 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
             quantizer_loss=quantized.loss,
             code_probs=quantized.probs,
             codes=quantized.codes,
+            target_code_logits=quantized.logits[target_slot],
+            negative_code_logits=quantized.logits[negative_slot].view(*negative_items.shape, levels, size),
             logits=outputs.logits,
         )
 

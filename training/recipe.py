@@ -63,6 +63,7 @@ class TrainingRecipe:
     batch_size: int = 256
     learning_rate: float = 1e-3
     learning_rates: dict[str, float] = field(default_factory=dict)  # parameter-name prefix -> learning rate
+    num_negatives: int = 0  # catalogue items sampled per row by the collator (SODA's `sampled` negatives)
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     lr_scheduler_type: str = "cosine"

@@ -12,7 +12,7 @@ from .evaluation import rank_users
 from .metrics import ranking_metrics
 from .objectives import Objective
 
-ITEM_COLUMNS = ("item_index", "target_items")  # collator columns in item indices, not token ids
+ITEM_COLUMNS = ("item_index", "target_items", "negative_items")  # collator columns in item indices, not token ids
 
 
 class SIDTrainer(Trainer):
