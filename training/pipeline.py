@@ -18,6 +18,7 @@ import torch
 from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
+from ..model_cards.card import write_model_card
 from ..model_cards.plots import plot_training
 from ..modeling.configuration_sid_t5 import SIDT5Config
 from ..modeling.modeling_sid_t5 import SIDT5ForConditionalGeneration
@@ -134,6 +135,14 @@ def check_recipe(recipe: Recipe) -> None:
         )
     if "quantizer" in objectives and not joint.enabled:
         raise RecipeError("objective `quantizer` trains the tokenizer with the recommender: set `joint.enabled: true`")
+    if "soda" in objectives and not joint.enabled:
+        raise RecipeError(
+            "objective `soda` compares the quantizer's item distributions with the decoder's: set joint.enabled: true "
+            "(for TIGER's frozen codes also `joint.trainable: false` and `joint.uncertainty_decay: none`)"
+        )
+    soda = objectives.get("soda")
+    if soda is not None and soda.negatives != "in_batch" and recipe.training.num_negatives < 1:
+        raise RecipeError(f"soda negatives={soda.negatives!r} samples catalogue items: set training.num_negatives >= 1")
     try:
         build_uncertainty_decay(joint.uncertainty_decay, 1, 2, **joint.decay_options)
     except (TypeError, ValueError) as error:  # unknown strategy, option or value
@@ -234,7 +243,12 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
         train_dataset=with_lengths(data.splits["train"]),
         eval_dataset=data.splits["validation"],
         processing_class=tokenizer,
-        data_collator=SemanticIDCollator(tokenizer, item_index=recipe.joint.enabled),
+        data_collator=SemanticIDCollator(
+            tokenizer,
+            item_index=recipe.joint.enabled,
+            num_negatives=recipe.training.num_negatives,
+            seed=recipe.seed,
+        ),
         objectives=build_objectives(recipe.training.objectives),
         ranking_ks=tuple(ks),
         num_beams=recipe.evaluation.num_beams,
@@ -289,12 +303,13 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
         plot_training(trainer.state.log_history, output_dir / "training.png", title=recipe.name)
         (output_dir / "recipe.yaml").write_text(_yaml_dump(recipe.to_dict()))
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        card = write_model_card(output_dir)  # model/README.md (+ the plot), from metrics.json and recipe.yaml
         say(
             f"\nTest, {len(test_split):,} users, full ranking over {data.num_items:,} items "
             f"(beam {recipe.evaluation.num_beams}, trie-constrained):"
         )
         say(format_results(metrics, ks))
-        say(f"Saved model and tokenizer to {model_dir}; metrics to {output_dir / 'metrics.json'}")
+        say(f"Saved model, tokenizer and model card ({card}) to {model_dir}; metrics to {output_dir / 'metrics.json'}")
         show_recommendations(model, tokenizer, data, recipe.evaluation.show_user, say)
     state.wait_for_everyone()
     return metrics
