@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..modeling.configuration_sid_t5 import NUM_SPECIAL_TOKENS
+
 
 class Objective:
     """Base class: ``__call__`` returns a scalar loss and a dict of figures to log."""
@@ -78,7 +80,6 @@ class QuantizerObjective(Objective):
         return loss, figures
 
 
-SPECIAL_TOKENS = 3  # <pad>, </s>, <unk>: code tokens start here (SIDT5Config's layout)
 KL_DIRECTIONS = ("item_to_user", "user_to_item")
 NEGATIVE_SOURCES = ("in_batch", "sampled", "both")
 
@@ -90,7 +91,7 @@ def predicted_code_log_probs(logits: torch.Tensor, num_levels: int, codebook_siz
     over one codebook, not over the whole vocabulary.
     """
     blocks = [
-        logits[:, level, SPECIAL_TOKENS + level * codebook_size : SPECIAL_TOKENS + (level + 1) * codebook_size]
+        logits[:, level, NUM_SPECIAL_TOKENS + level * codebook_size : NUM_SPECIAL_TOKENS + (level + 1) * codebook_size]
         for level in range(num_levels)
     ]
     return torch.stack(blocks, dim=1).float().log_softmax(dim=-1)
