@@ -79,4 +79,4 @@ def fit_quantizer(
     raw_codes = quantizer.encode_codes(embeddings)
     stats = code_statistics(raw_codes, config.codebook_size)
     codes = append_collision_level(raw_codes, config.codebook_size)
-    return QuantizerFit(quantizer=quantizer.eval(), codes=codes, stats=stats, loss_history=history)
+    return QuantizerFit(quantizer=quantizer, codes=codes, stats=stats, loss_history=history)
