@@ -35,11 +35,9 @@ class LivingCodesCallback(TrainerCallback):
         state.log_history.append(row)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        # A resumed run restored the checkpoint's table into the model: the tokenizer follows it.
-        self._sync(model)
-        if state.global_step == 0:
+        if state.global_step == 0:  # the starting codes' statistics; a resumed run keeps its checkpoint's table
             self._record(state, model, model.reassign_item_codes() if self.reassign else {})
-            self._sync(model)
+        self._sync(model)  # the tokenizer follows the model's table (restored from the checkpoint on resume)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         if self.reassign:
