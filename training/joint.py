@@ -132,6 +132,7 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         """
         if code_gradient not in CODE_GRADIENTS:
             raise ValueError(f"code_gradient must be one of {CODE_GRADIENTS}, got {code_gradient!r}")
+        config = copy.deepcopy(config)  # the joint settings belong to this model, not to the caller's config
         config.code_gradient = code_gradient
         config.target_gradient = target_gradient
         config.code_temperature = code_temperature
