@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from transformers import T5ForConditionalGeneration
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
 from .configuration_sid_t5 import SIDT5Config
@@ -35,6 +36,9 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
     """
 
     config_class = SIDT5Config
+    # Collator columns in item indices (not token ids) that the encoder memory needs; DMRec-T5 reads
+    # the history's items to look up their text embeddings.
+    memory_inputs: tuple[str, ...] = ()
 
     def __init__(self, config: SIDT5Config):
         super().__init__(config)
@@ -47,6 +51,18 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         # AutoModel and AutoModelForSeq2SeqLM, so name the first one here for trust_remote_code loading.
         qualified = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
         config.auto_map = {**(getattr(config, "auto_map", None) or {}), "AutoModel": qualified}
+
+    def encoder_memory(
+        self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor, **item_columns: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.LongTensor]:
+        """What the decoder cross-attends to, (B, S, D), and its mask: here the encoder's states."""
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, attention_mask
+
+    def _encode_batch(self, tokenizer, histories: list[list[int]], users: list[int] | None) -> dict:
+        batch = tokenizer.encode_histories(
+            histories, users=users, return_item_index="item_index" in self.memory_inputs
+        ).to(self.device)
+        return dict(batch)
 
     def trie_logits_processor(self, tokenizer) -> PrefixTrieLogitsProcessor:
         """The vectorised trie processor for stock ``generate``, from a ``SemanticIDTokenizer``."""
@@ -94,11 +110,9 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         items, scores = [], []
         for start in range(0, len(histories), batch_size):
             chunk_users = users[start : start + batch_size] if users is not None else None
-            batch = tokenizer.encode_histories(histories[start : start + batch_size], users=chunk_users)
-            batch = batch.to(self.device)
-            found, score = constrained_beam_search(
-                self, batch["input_ids"], batch["attention_mask"], trie, num_beams=num_beams, top_k=top_k
-            )
+            batch = self._encode_batch(tokenizer, histories[start : start + batch_size], chunk_users)
+            encoded, mask = self.encoder_memory(**batch)
+            found, score = constrained_beam_search(self, encoded, mask, trie, num_beams=num_beams, top_k=top_k)
             items.append(found.cpu())
             scores.append(score.cpu())
         self.train(was_training)
@@ -120,9 +134,12 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         """
         self._check_tokenizer(tokenizer)
         num_beams = num_beams or self.generation_config.num_beams
-        batch = tokenizer.encode_histories(histories, users=users).to(self.device)
+        was_training = self.training
+        self.eval()
+        encoded, mask = self.encoder_memory(**self._encode_batch(tokenizer, histories, users))
         output = self.generate(
-            **batch,
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
+            attention_mask=mask,
             num_beams=num_beams,
             num_return_sequences=top_k,
             early_stopping=True,
@@ -131,6 +148,7 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
             output_scores=True,
             return_dict_in_generate=True,
         )
+        self.train(was_training)
         codes = output.sequences[:, 1 : 1 + self.config.num_code_levels].cpu()
         items = tokenizer.items_from_token_ids(codes).view(len(histories), top_k)
         scores = output.sequences_scores.cpu().view(len(histories), top_k)

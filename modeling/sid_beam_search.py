@@ -84,7 +84,7 @@ def decoder_step(
 @torch.no_grad()
 def constrained_beam_search(
     model,
-    input_ids: torch.LongTensor,
+    encoded: torch.Tensor,
     attention_mask: torch.LongTensor,
     trie,
     num_beams: int,
@@ -94,7 +94,8 @@ def constrained_beam_search(
 
     Args:
         model: an SID-T5 model (T5 encoder-decoder with level-blocked code tokens).
-        input_ids, attention_mask: (B, S) encoded histories.
+        encoded, attention_mask: (B, S, D) what the decoder attends to and its (B, S) mask, from
+            ``model.encoder_memory`` (the encoder's states; DMRec-T5 appends its latent token).
         trie: the tokenizer's ``PrefixTrie`` (``children``, ``token_offsets``, ``codebook_size``).
         num_beams: beams kept per step.
         top_k: results per user (at most ``num_beams``).
@@ -106,7 +107,6 @@ def constrained_beam_search(
         raise ValueError(f"top_k={top_k} needs at least as many beams; got num_beams={num_beams}")
     config = model.config
     heads, head_dim = config.num_heads, config.d_kv
-    encoded = model.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     batch = encoded.size(0)
     cross_keys, cross_values = [], []
     for block in model.decoder.block:
@@ -115,7 +115,7 @@ def constrained_beam_search(
         cross_values.append(_split_heads(attention.v(encoded), heads, head_dim))
     encoder_bias = (1.0 - attention_mask[:, None, None, :].to(encoded.dtype)) * torch.finfo(encoded.dtype).min
 
-    device = input_ids.device
+    device = encoded.device
     codebook_size = trie.codebook_size
     tokens = torch.full((batch, 1), config.decoder_start_token_id, dtype=torch.long, device=device)
     scores = torch.zeros(batch, 1, device=device)

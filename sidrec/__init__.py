@@ -8,7 +8,11 @@ load with ``trust_remote_code=True`` where sidrec is not installed.
 
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
 
+from .modeling.configuration_dmrec_t5 import DMRecT5Config
+from .modeling.configuration_mult_vae import MultVAEConfig
 from .modeling.configuration_sid_t5 import SIDT5Config
+from .modeling.modeling_dmrec_t5 import DMRecT5ForConditionalGeneration
+from .modeling.modeling_mult_vae import MultVAEForCollaborativeFiltering
 from .modeling.logits_process_sid import PrefixTrieLogitsProcessor
 from .modeling.modeling_sid_t5 import Recommendations, SIDT5ForConditionalGeneration
 from .tokenization.configuration_quantizer import SemanticIDQuantizerConfig
@@ -22,12 +26,22 @@ AutoConfig.register(SIDT5Config.model_type, SIDT5Config, exist_ok=True)
 AutoModel.register(SIDT5Config, SIDT5ForConditionalGeneration, exist_ok=True)
 AutoModelForSeq2SeqLM.register(SIDT5Config, SIDT5ForConditionalGeneration, exist_ok=True)
 AutoTokenizer.register(SIDT5Config, tokenizer_class=SemanticIDTokenizer, exist_ok=True)
+AutoConfig.register(DMRecT5Config.model_type, DMRecT5Config, exist_ok=True)
+AutoModel.register(DMRecT5Config, DMRecT5ForConditionalGeneration, exist_ok=True)
+AutoModelForSeq2SeqLM.register(DMRecT5Config, DMRecT5ForConditionalGeneration, exist_ok=True)
+AutoTokenizer.register(DMRecT5Config, tokenizer_class=SemanticIDTokenizer, exist_ok=True)
+AutoConfig.register(MultVAEConfig.model_type, MultVAEConfig, exist_ok=True)
+AutoModel.register(MultVAEConfig, MultVAEForCollaborativeFiltering, exist_ok=True)
 AutoConfig.register(SemanticIDQuantizerConfig.model_type, SemanticIDQuantizerConfig, exist_ok=True)
 AutoModel.register(SemanticIDQuantizerConfig, SemanticIDQuantizer, exist_ok=True)
 
 # Saved checkpoints carry their own code so they load with trust_remote_code=True without sidrec.
 SIDT5Config.register_for_auto_class()
 SIDT5ForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+DMRecT5Config.register_for_auto_class()
+DMRecT5ForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+MultVAEConfig.register_for_auto_class()
+MultVAEForCollaborativeFiltering.register_for_auto_class("AutoModel")
 SemanticIDTokenizer.register_for_auto_class("AutoTokenizer")
 
 
@@ -39,6 +53,10 @@ def load_recommender(directory: str):
 
 
 __all__ = [
+    "DMRecT5Config",
+    "DMRecT5ForConditionalGeneration",
+    "MultVAEConfig",
+    "MultVAEForCollaborativeFiltering",
     "PrefixTrie",
     "PrefixTrieLogitsProcessor",
     "Recommendations",

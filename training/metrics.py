@@ -1,12 +1,14 @@
-"""Full-ranking metrics for leave-one-out evaluation (one held-out item per user).
+"""Full-ranking metrics: one held-out item per user (leave-one-out) or a held-out set per user.
 
 This is the one implementation of the ranking metrics: ``SIDTrainer.evaluate``, ``evaluate_split``,
 the popularity baseline and the ``evaluate`` module in ``metrics/sid_ranking`` all call
 :func:`ranking_metrics`, so a number in ``metrics.json`` and one from ``evaluate.load(...)`` agree.
 
-With a single relevant item, Recall@k is the hit rate and NDCG@k is ``1 / log2(rank + 2)`` when the
-item is ranked at 0-based ``rank < k`` (IDCG = 1). Every user counts, including those whose item
-was not retrieved at all (they score 0).
+With a held-out set (DMRec's random 3:1:1 split), Recall@k is the share of the user's held-out
+items in the top k and NDCG@k divides by the ideal DCG of ``min(k, |held-out|)`` hits, the
+definitions of the RLMRec/DMRec evaluation code. With a single relevant item, Recall@k is the hit
+rate and NDCG@k is ``1 / log2(rank + 2)`` when the item is ranked at 0-based ``rank < k``
+(IDCG = 1). Every user counts, including those whose item was not retrieved at all (they score 0).
 
 - ``recall@k``: relevant items in the top k divided by the number of relevant items (1 here).
 - ``hit_rate@k``: fraction of users with at least one relevant item in the top k. It is computed
@@ -34,7 +36,7 @@ def ranking_metrics(
 
     Args:
         ranked: (U, K) item indices, best first (-1 for empty slots).
-        targets: (U,) the held-out item of each user.
+        targets: (U,) the held-out item of each user, or (U, T) held-out sets padded with -1.
         ks: cut-offs, each at most K.
         num_items: catalogue size; when given, ``coverage@k`` is reported too and every ranked
             index must be below it.
@@ -44,9 +46,10 @@ def ranking_metrics(
     """
     ranked = torch.as_tensor(ranked)
     targets = torch.as_tensor(targets)
-    if ranked.dim() != 2 or ranked.size(0) != targets.numel():
+    if ranked.dim() != 2 or targets.dim() not in (1, 2) or ranked.size(0) != targets.size(0):
         raise ValueError(
-            f"ranked must be (users, K) and targets (users,); got {tuple(ranked.shape)} and {tuple(targets.shape)}"
+            "ranked must be (users, K) and targets (users,) or (users, T); "
+            f"got {tuple(ranked.shape)} and {tuple(targets.shape)}"
         )
     if max(ks) > ranked.size(1):
         raise ValueError(f"cut-off {max(ks)} exceeds the {ranked.size(1)} ranked items per user")
@@ -58,17 +61,24 @@ def ranking_metrics(
                 f"ranked holds item index {int(ranked.max())} but num_items is {num_items}; "
                 "pass the size of the catalogue the items were ranked from"
             )
-    hits = ranked == targets.view(-1, 1)
+    relevant = targets.view(-1, 1) if targets.dim() == 1 else targets  # (U, T), -1 pads
+    hits = (ranked[:, :, None] == relevant[:, None, :]).any(dim=2) & (ranked >= 0)
+    num_relevant = (relevant >= 0).sum(dim=1).double()
+    if (num_relevant == 0).any():
+        raise ValueError("every user needs at least one relevant item; drop users with an empty held-out set")
     positions = torch.arange(ranked.size(1), dtype=torch.float64)
     discounts = 1.0 / torch.log2(positions + 2.0)
     reciprocal_ranks = 1.0 / (positions + 1.0)
     # Position of each user's first hit (K when there is none), for MRR.
-    first_hit = torch.where(hits.any(dim=1), hits.double().argmax(dim=1), torch.full_like(targets, ranked.size(1)))
+    first_hit = torch.where(
+        hits.any(dim=1), hits.double().argmax(dim=1), torch.full_like(num_relevant, ranked.size(1)).long()
+    )
     metrics = {}
     for k in ks:
         top = hits[:, :k].double()
-        metrics[f"recall@{k}"] = top.sum(dim=1).mean().item()
-        metrics[f"ndcg@{k}"] = (top * discounts[:k]).sum(dim=1).mean().item()
+        metrics[f"recall@{k}"] = (top.sum(dim=1) / num_relevant).mean().item()
+        ideal = torch.cumsum(discounts[:k], dim=0)[num_relevant.clamp(max=k).long() - 1]
+        metrics[f"ndcg@{k}"] = ((top * discounts[:k]).sum(dim=1) / ideal).mean().item()
         found = first_hit < k
         mrr = torch.zeros(ranked.size(0), dtype=torch.float64)
         mrr[found] = reciprocal_ranks[first_hit[found]]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..modeling.configuration_sid_t5 import NUM_SPECIAL_TOKENS
+from ..modeling.gaussian_matching import MATCHING_STRATEGIES, matching_loss
 
 
 class Objective:
@@ -187,8 +188,44 @@ class SODAObjective(Objective):
         return loss, {"soda/pair_accuracy": (margin[mask] > 0).float().mean().item()}
 
 
+class DMRecObjective(Objective):
+    """DMRec's distribution matching between ``q(z | x)`` and the meta-network's ``p(z | s)``.
+
+    ``strategy`` is ``mddm`` (the default), ``godm``, ``cpdm`` or ``none`` (the base VAE's
+    ``beta * KL(q || N(0, I))``), with ``beta`` the strategy's weight; the formulas are in
+    :mod:`sidrec.modeling.gaussian_matching`. Works with any model whose output carries
+    ``posterior``, ``collaborative`` and ``language`` Gaussians (DMRec-T5, Mult-VAE).
+    """
+
+    name = "dmrec"
+
+    def __init__(self, weight: float = 1.0, strategy: str = "mddm", beta: float = 0.5):
+        super().__init__(weight)
+        if strategy not in MATCHING_STRATEGIES:
+            raise ValueError(f"dmrec strategy must be one of {MATCHING_STRATEGIES}, got {strategy!r}")
+        if not 0.0 <= float(beta) <= (1.0 if strategy == "mddm" else float("inf")):
+            raise ValueError(f"dmrec beta must be >= 0 (and <= 1 for mddm), got {beta}")
+        self.strategy, self.beta = strategy, float(beta)
+
+    def __call__(self, model, inputs, outputs):
+        if getattr(outputs, "posterior", None) is None:
+            raise ValueError(
+                "objective 'dmrec' needs a model with Gaussian heads: use a DMRec model "
+                "(recipe `dmrec: {enabled: true}` for SID-T5, or `task: collaborative` for Mult-VAE)"
+            )
+        if self.strategy != "none" and outputs.language is None:
+            raise ValueError(
+                f"dmrec strategy {self.strategy!r} needs the language-space meta-network; the model was built "
+                "without text embeddings (set the strategy to `none` for the base model)"
+            )
+        loss, terms = matching_loss(
+            self.strategy, outputs.posterior, outputs.language, self.beta, collaborative=outputs.collaborative
+        )
+        return loss, {f"dmrec/{name}": value.item() for name, value in terms.items()}
+
+
 OBJECTIVES: dict[str, type[Objective]] = {
-    cls.name: cls for cls in (CrossEntropyObjective, QuantizerObjective, SODAObjective)
+    cls.name: cls for cls in (CrossEntropyObjective, QuantizerObjective, SODAObjective, DMRecObjective)
 }
 
 

@@ -20,7 +20,9 @@ from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
 from ..model_cards.card import write_model_card
 from ..model_cards.plots import plot_training
+from ..modeling.configuration_dmrec_t5 import DMRecT5Config
 from ..modeling.configuration_sid_t5 import SIDT5Config
+from ..modeling.modeling_dmrec_t5 import DMRecT5ForConditionalGeneration
 from ..modeling.modeling_sid_t5 import SIDT5ForConditionalGeneration
 from ..tokenization.configuration_quantizer import SemanticIDQuantizerConfig
 from ..tokenization.semantic_codes import code_statistics
@@ -100,6 +102,21 @@ def build_model(
     """
     learning_rates = dict(recipe.training.learning_rates)
     joint = recipe.joint
+    if recipe.dmrec.enabled:
+        dmrec = DMRecT5ForConditionalGeneration(
+            DMRecT5Config(
+                num_items=embeddings.size(0),
+                text_embedding_size=embeddings.size(1),
+                latent_size=recipe.dmrec.latent_size,
+                meta_hidden_size=recipe.dmrec.meta_hidden_size,
+                combine_posteriors=recipe.dmrec.combine_posteriors,
+                num_code_levels=config.num_code_levels,
+                codebook_size=config.codebook_size,
+                **dataclasses.asdict(recipe.model),
+            )
+        )
+        dmrec.set_item_text_embeddings(embeddings)
+        return dmrec, learning_rates, []
     if not joint.enabled:
         return SIDT5ForConditionalGeneration(config), learning_rates, []
     decay = build_uncertainty_decay(
@@ -132,6 +149,18 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError(
             "joint.enabled with a trainable tokenizer needs the RQ-VAE loss to keep the codebooks a quantiser "
             "of the content: add `quantizer: 1.0` to training.objectives (or set joint.trainable: false)"
+        )
+    if "dmrec" in objectives and not recipe.dmrec.enabled:
+        raise RecipeError(
+            "objective `dmrec` matches the Gaussians of DMRec-T5: set `dmrec: {enabled: true}` "
+            "(or `task: collaborative` for the Mult-VAE setting)"
+        )
+    if recipe.dmrec.enabled and joint.enabled:
+        raise RecipeError("dmrec.enabled and joint.enabled cannot be combined yet: DMRec-T5 trains over static codes")
+    if recipe.dmrec.enabled and "dmrec" not in objectives:
+        raise RecipeError(
+            "dmrec.enabled without the `dmrec` objective leaves the Gaussians unregularised: add "
+            "`dmrec: {strategy: mddm, beta: 0.5}` to training.objectives"
         )
     if "quantizer" in objectives and not joint.enabled:
         raise RecipeError("objective `quantizer` trains the tokenizer with the recommender: set `joint.enabled: true`")
@@ -203,6 +232,10 @@ def format_results(metrics: dict[str, float], ks: list[int]) -> str:
 
 def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: dict[str, Any] | None = None) -> dict:
     """Run a recipe end to end; returns the flat metrics dict also written to ``metrics.json``."""
+    if recipe.task == "collaborative":
+        from .collaborative_pipeline import run_collaborative
+
+        return run_collaborative(recipe, overwrite_output_dir)
     state = PartialState()
     say = print if state.is_main_process else (lambda *a, **k: None)
     output_dir = Path(recipe.output_dir)
@@ -245,7 +278,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
         processing_class=tokenizer,
         data_collator=SemanticIDCollator(
             tokenizer,
-            item_index=recipe.joint.enabled,
+            item_index=recipe.joint.enabled or recipe.dmrec.enabled,
             num_negatives=recipe.training.num_negatives,
             seed=recipe.seed,
         ),

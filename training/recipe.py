@@ -16,6 +16,8 @@ import yaml
 
 from .data import DataConfig
 
+TASKS = ("sequential", "collaborative")
+
 
 class RecipeError(ValueError):
     """A recipe that cannot be run as written."""
@@ -98,6 +100,36 @@ class JointRecipe:
 
 
 @dataclass
+class DMRecRecipe:
+    """DMRec on SID-T5 (``enabled: true``): Gaussian heads, the meta-network and a memory token for ``z``.
+
+    The matching strategy and its ``beta`` are the ``dmrec`` objective's options in
+    ``training.objectives``; this section shapes the model.
+    """
+
+    enabled: bool = False
+    latent_size: int = 64
+    meta_hidden_size: int = 600
+    combine_posteriors: bool = True
+
+
+@dataclass
+class MultVAERecipe:
+    """DMRec's own setting (``task: collaborative``): Mult-VAE on a random split of each user's items.
+
+    The meta-network is built when the ``dmrec`` objective's strategy is not ``none``.
+    """
+
+    hidden_size: int = 600
+    latent_size: int = 200
+    dropout: float = 0.3
+    meta_hidden_size: int = 600
+    combine_posteriors: bool = True
+    split: list[int] = field(default_factory=lambda: [3, 1, 1])
+    eval_every_epochs: int = 3
+
+
+@dataclass
 class EvaluationRecipe:
     num_beams: int = 20
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])
@@ -110,6 +142,7 @@ class EvaluationRecipe:
 @dataclass
 class Recipe:
     name: str = "recipe"
+    task: str = "sequential"  # sequential: next-SID generation; collaborative: DMRec's Mult-VAE setting
     seed: int = 42
     output_dir: str = "runs/recipe"
     data: DataConfig = field(default_factory=lambda: DataConfig(path="examples/data/amazon2018_scientific_5core"))
@@ -118,6 +151,8 @@ class Recipe:
     model: ModelRecipe = field(default_factory=ModelRecipe)
     training: TrainingRecipe = field(default_factory=TrainingRecipe)
     joint: JointRecipe = field(default_factory=JointRecipe)
+    dmrec: DMRecRecipe = field(default_factory=DMRecRecipe)
+    mult_vae: MultVAERecipe = field(default_factory=MultVAERecipe)
     evaluation: EvaluationRecipe = field(default_factory=EvaluationRecipe)
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +207,8 @@ def recipe_from_dict(values: dict[str, Any]) -> Recipe:
     recipe = _build(Recipe, values, "")
     if not isinstance(recipe.data, DataConfig):
         raise RecipeError("recipe key data must be a mapping with at least `path`")
+    if recipe.task not in TASKS:
+        raise RecipeError(f"recipe key task must be one of {TASKS}, got {recipe.task!r}")
     return recipe
 
 

@@ -15,19 +15,13 @@ from .objectives import Objective
 ITEM_COLUMNS = ("item_index", "target_items", "negative_items")  # collator columns in item indices, not token ids
 
 
-class SIDTrainer(Trainer):
-    """A ``Trainer`` whose loss is a weighted sum of objectives and whose evaluation is ranking.
+class ObjectiveTrainer(Trainer):
+    """A ``Trainer`` whose loss is the weighted sum of the objectives a recipe names.
 
-    ``evaluate`` runs trie-constrained beam search over the full catalogue for each evaluation user
-    and reports Recall/NDCG@k, so ``metric_for_best_model="ndcg@10"``, ``load_best_model_at_end``
-    and ``EarlyStoppingCallback`` work unchanged. Under ``accelerate launch`` the users are split
-    between processes and the rankings gathered.
+    Each objective's mean value (``loss_<name>``) and figures are added to the training logs.
 
     Args:
         objectives: name -> :class:`~sidrec.training.objectives.Objective` (see ``build_objectives``).
-        ranking_ks: cut-offs for Recall/NDCG.
-        num_beams: beam width of evaluation (TIGER: 20).
-        max_eval_users: evaluate only the first users of the evaluation split during training.
         learning_rates: parameter-name prefix -> learning rate (e.g. ``{"quantizer.": 1e-5}`` for a
             trainable tokenizer beside a 1e-3 recommender); other parameters use ``args.learning_rate``.
     """
@@ -36,18 +30,12 @@ class SIDTrainer(Trainer):
         self,
         *args,
         objectives: dict[str, Objective],
-        ranking_ks: tuple[int, ...] = (5, 10, 20),
-        num_beams: int = 20,
-        max_eval_users: int | None = None,
         learning_rates: dict[str, float] | None = None,
         **kwargs,
     ):
         self.learning_rates = dict(learning_rates or {})
         super().__init__(*args, **kwargs)
         self.objectives = objectives
-        self.ranking_ks = tuple(ranking_ks)
-        self.num_beams = num_beams
-        self.max_eval_users = max_eval_users
         self._figures: dict[str, list[float]] = defaultdict(list)
 
     def create_optimizer(self, model=None):
@@ -104,6 +92,34 @@ class SIDTrainer(Trainer):
         if "loss" in logs and decay is not None:
             logs.update({f"noise/{key}": value for key, value in decay.figures().items()})
         super().log(logs, *args, **kwargs)
+
+
+class SIDTrainer(ObjectiveTrainer):
+    """An :class:`ObjectiveTrainer` whose evaluation is full-catalogue ranking by constrained beam search.
+
+    ``evaluate`` runs trie-constrained beam search over the full catalogue for each evaluation user
+    and reports Recall/NDCG@k, so ``metric_for_best_model="ndcg@10"``, ``load_best_model_at_end``
+    and ``EarlyStoppingCallback`` work unchanged. Under ``accelerate launch`` the users are split
+    between processes and the rankings gathered.
+
+    Args (besides :class:`ObjectiveTrainer`'s):
+        ranking_ks: cut-offs for Recall/NDCG.
+        num_beams: beam width of evaluation (TIGER: 20).
+        max_eval_users: evaluate only the first users of the evaluation split during training.
+    """
+
+    def __init__(
+        self,
+        *args,
+        ranking_ks: tuple[int, ...] = (5, 10, 20),
+        num_beams: int = 20,
+        max_eval_users: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.ranking_ks = tuple(ranking_ks)
+        self.num_beams = num_beams
+        self.max_eval_users = max_eval_users
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
