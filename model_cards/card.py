@@ -303,6 +303,16 @@ print(result.items[0].tolist())"""
     return with_sidrec, remote_code
 
 
+def _dmrec_settings(recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """The DMRec section merged with its objective's strategy and beta, or None for other methods."""
+    section = recipe.get("dmrec") or {}
+    if not section.get("enabled"):
+        return None
+    objective = (recipe.get("training", {}).get("objectives") or {}).get("dmrec") or {}
+    options = objective if isinstance(objective, dict) else {"weight": objective}
+    return {"strategy": "mddm", "beta": 0.5, "weight": 1.0, **section, **options}
+
+
 def _context(
     run_dir: Path, metrics: dict[str, Any], recipe: dict[str, Any], recipe_text: str, repo_id: str | None
 ) -> dict[str, Any]:
@@ -331,6 +341,10 @@ def _context(
         "repo_id": repo_id,
         "method": method,
         "joint": joint if joint_enabled else None,
+        "dmrec": _dmrec_settings(recipe),
+        "model_class": "DMRecT5ForConditionalGeneration"
+        if (recipe.get("dmrec") or {}).get("enabled")
+        else "SIDT5ForConditionalGeneration",
         "noise_strategy": NOISE_STRATEGIES.get(str(joint.get("uncertainty_decay")), joint.get("uncertainty_decay")),
         "objectives": ", ".join(
             f"`{name}` ({_options(options)})" for name, options in training.get("objectives", {"ce": 1.0}).items()

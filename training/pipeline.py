@@ -145,11 +145,6 @@ def check_recipe(recipe: Recipe) -> None:
     """Settings that cannot work together, caught before minutes of embedding and fitting."""
     objectives = build_objectives(recipe.training.objectives)
     joint = recipe.joint
-    if joint.enabled and joint.trainable and "quantizer" not in objectives:
-        raise RecipeError(
-            "joint.enabled with a trainable tokenizer needs the RQ-VAE loss to keep the codebooks a quantiser "
-            "of the content: add `quantizer: 1.0` to training.objectives (or set joint.trainable: false)"
-        )
     if "dmrec" in objectives and not recipe.dmrec.enabled:
         raise RecipeError(
             "objective `dmrec` matches the Gaussians of DMRec-T5: set `dmrec: {enabled: true}` "
@@ -161,6 +156,11 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError(
             "dmrec.enabled without the `dmrec` objective leaves the Gaussians unregularised: add "
             "`dmrec: {strategy: mddm, beta: 0.5}` to training.objectives"
+        )
+    if joint.enabled and joint.trainable and "quantizer" not in objectives:
+        raise RecipeError(
+            "joint.enabled with a trainable tokenizer needs the RQ-VAE loss to keep the codebooks a quantiser "
+            "of the content: add `quantizer: 1.0` to training.objectives (or set joint.trainable: false)"
         )
     if "quantizer" in objectives and not joint.enabled:
         raise RecipeError("objective `quantizer` trains the tokenizer with the recommender: set `joint.enabled: true`")
