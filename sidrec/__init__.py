@@ -11,9 +11,9 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoToken
 from .modeling.configuration_dmrec_t5 import DMRecT5Config
 from .modeling.configuration_mult_vae import MultVAEConfig
 from .modeling.configuration_sid_t5 import SIDT5Config
+from .modeling.logits_process_sid import PrefixTrieLogitsProcessor
 from .modeling.modeling_dmrec_t5 import DMRecT5ForConditionalGeneration
 from .modeling.modeling_mult_vae import MultVAEForCollaborativeFiltering
-from .modeling.logits_process_sid import PrefixTrieLogitsProcessor
 from .modeling.modeling_sid_t5 import Recommendations, SIDT5ForConditionalGeneration
 from .tokenization.configuration_quantizer import SemanticIDQuantizerConfig
 from .tokenization.modeling_quantizer import SemanticIDQuantizer
