@@ -305,11 +305,17 @@ def test_dmrec_t5_saves_and_loads_through_auto_model(trained_dmrec, tokenizer, s
         assert torch.equal(loaded.state_dict()[name], tensor), name
 
 
-def test_dmrec_t5_loads_with_trust_remote_code_without_sidrec(trained_dmrec, tokenizer, scientific, tmp_path):
+def test_dmrec_models_load_with_trust_remote_code_without_sidrec(
+    trained_dmrec, tokenizer, scientific, item_sets, title_embeddings, tmp_path
+):
+    """Both DMRec models carry their code: they load and recommend where `import sidrec` fails."""
     trained_dmrec.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     hist = histories(scientific, 4)
     expected = trained_dmrec.recommend(hist, tokenizer, top_k=5).items.tolist()
+    vae = mult_vae(scientific.num_items, title_embeddings).eval()
+    vae.save_pretrained(tmp_path / "mult-vae")
+    expected_vae = vae.recommend(item_sets[:3], top_k=5).tolist()
     script = f"""
 import sys
 sys.modules["sidrec"] = None  # make `import sidrec` fail
@@ -318,11 +324,14 @@ model = AutoModel.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
 tokenizer = AutoTokenizer.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
 assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
 assert type(model).__name__ == "DMRecT5ForConditionalGeneration"
+vae = AutoModel.from_pretrained({str(tmp_path / "mult-vae")!r}, trust_remote_code=True)
+assert type(vae).__module__.startswith("transformers_modules"), type(vae).__module__
+print(vae.recommend({item_sets[:3]!r}, top_k=5).tolist())
 print(model.recommend({hist!r}, tokenizer, top_k=5).items.tolist())
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == str(expected)
+    assert done.stdout.strip().splitlines()[-2:] == [str(expected_vae), str(expected)]
 
 
 def test_dmrec_t5_without_item_index_is_a_clear_error(trained_dmrec, tokenizer, scientific):
