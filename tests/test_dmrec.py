@@ -342,19 +342,13 @@ def test_dmrec_t5_without_item_index_is_a_clear_error(trained_dmrec, tokenizer, 
 
 # ----- recipes end to end ---------------------------------------------------------------------------
 def collaborative_overrides(out, strategy="mddm"):
-    from .conftest import CACHE, SCIENTIFIC
+    from .test_pipeline import TINY_DATA
 
     return [
         "name=tiny-mult-vae",
         "task=collaborative",
         f"output_dir={out}",
-        f"data.path={SCIENTIFIC}",
-        "data.max_users=1500",
-        "data.min_item_interactions=3",
-        "data.min_user_interactions=3",
-        "data.text_fields=[title]",
-        "embeddings.max_seq_length=32",
-        f"embeddings.cache_dir={CACHE}",
+        *TINY_DATA,
         "mult_vae.hidden_size=64",
         "mult_vae.latent_size=16",
         "mult_vae.meta_hidden_size=32",

@@ -14,8 +14,7 @@ import torch
 
 from .conftest import CACHE, ROOT, SCIENTIFIC
 
-TINY = [
-    "name=tiny",
+TINY_DATA = [  # a real slice of Scientific and short-text MiniLM embeddings (cached across tests)
     f"data.path={SCIENTIFIC}",
     "data.max_users=1500",
     "data.min_item_interactions=3",
@@ -23,6 +22,10 @@ TINY = [
     "data.text_fields=[title]",
     "embeddings.max_seq_length=32",
     f"embeddings.cache_dir={CACHE}",
+]
+TINY = [
+    "name=tiny",
+    *TINY_DATA,
     "quantizer.hidden_dims=[64]",
     "quantizer.latent_dim=16",
     "quantizer.codebook_size=32",

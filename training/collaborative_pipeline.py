@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import PartialState
 from transformers import EarlyStoppingCallback, set_seed
 
 from ..model_cards.plots import plot_training
@@ -23,7 +21,7 @@ from ..modeling.modeling_mult_vae import MultVAEForCollaborativeFiltering
 from .collaborative import CollaborativeTrainer, ItemSetCollator, random_split
 from .data import load_sequential_data
 from .objectives import DMRecObjective, build_objectives
-from .pipeline import _yaml_dump, embed_catalogue, prepare_output_dir, training_arguments
+from .pipeline import _yaml_dump, embed_catalogue, start_run, training_arguments
 from .recipe import Recipe, RecipeError
 
 
@@ -59,15 +57,8 @@ def build_mult_vae(recipe: Recipe, num_items: int, embeddings: torch.Tensor | No
 
 def run_collaborative(recipe: Recipe, overwrite_output_dir: bool = False) -> dict[str, Any]:
     """Run a ``task: collaborative`` recipe; returns the flat metrics also written to ``metrics.json``."""
-    state = PartialState()
-    say = print if state.is_main_process else (lambda *a, **k: None)
-    output_dir = Path(recipe.output_dir)
     objective = dmrec_objective(recipe)
-    prepare_output_dir(output_dir, overwrite_output_dir)
-    state.wait_for_everyone()
-    if recipe.training.torch_threads:
-        torch.set_num_threads(recipe.training.torch_threads)
-    set_seed(recipe.seed)
+    state, say, output_dir = start_run(recipe, overwrite_output_dir)
     started = time.time()
 
     data = load_sequential_data(recipe.data, verbose=state.is_main_process)

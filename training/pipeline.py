@@ -230,21 +230,31 @@ def format_results(metrics: dict[str, float], ks: list[int]) -> str:
     return "\n".join(rows)
 
 
+def start_run(recipe: Recipe, overwrite_output_dir: bool):
+    """What every task does first: claim the output directory, set threads and seed.
+
+    Returns the process state, a ``print`` that only the main process speaks through, and the
+    output directory.
+    """
+    state = PartialState()
+    say = print if state.is_main_process else (lambda *a, **k: None)
+    output_dir = Path(recipe.output_dir)
+    prepare_output_dir(output_dir, overwrite_output_dir)
+    state.wait_for_everyone()
+    if recipe.training.torch_threads:
+        torch.set_num_threads(recipe.training.torch_threads)
+    set_seed(recipe.seed)
+    return state, say, output_dir
+
+
 def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: dict[str, Any] | None = None) -> dict:
     """Run a recipe end to end; returns the flat metrics dict also written to ``metrics.json``."""
     if recipe.task == "collaborative":
         from .collaborative_pipeline import run_collaborative
 
         return run_collaborative(recipe, overwrite_output_dir)
-    state = PartialState()
-    say = print if state.is_main_process else (lambda *a, **k: None)
-    output_dir = Path(recipe.output_dir)
     check_recipe(recipe)
-    prepare_output_dir(output_dir, overwrite_output_dir)
-    state.wait_for_everyone()
-    if recipe.training.torch_threads:
-        torch.set_num_threads(recipe.training.torch_threads)
-    set_seed(recipe.seed)
+    state, say, output_dir = start_run(recipe, overwrite_output_dir)
     started = time.time()
 
     data = load_sequential_data(recipe.data, verbose=state.is_main_process)
