@@ -8,12 +8,12 @@ import argparse
 import sys
 
 import sidrec  # noqa: F401  (registers the Auto classes)
-from sidrec.cli import add_train_arguments, train
+from sidrec.cli import add_train_arguments, parse_arguments, train
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     add_train_arguments(parser)
-    args = parser.parse_args()
+    args = parse_arguments(parser)
     try:
         train(args)
     except ValueError as error:  # bad recipe or data: one clear line, not a traceback

@@ -56,8 +56,15 @@ class DMRecT5ForConditionalGeneration(SIDT5ForConditionalGeneration):
         self.post_init()  # initialises only the modules added here; T5's are already marked done
 
     def _init_weights(self, module: nn.Module) -> None:
-        # T5's own scheme gives unknown Linear layers std = initializer_factor (1.0); the DMRec layers
-        # get T5's feed-forward rule instead, std = factor / sqrt(fan_in), and zero bias.
+        # The latent token starts as a no-op (zero projection): with a random projection the decoder
+        # cross-attends to a unit-variance noise vector from step 0 (z is drawn from a near-prior
+        # posterior early on) and, measured on the Scientific demo, learned to ignore it at a cost
+        # (README, DMRec). T5's own scheme gives other unknown Linear layers std = initializer_factor
+        # (1.0); the DMRec heads get T5's feed-forward rule instead, std = factor / sqrt(fan_in).
+        if module is getattr(self, "latent_to_memory", None):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
+            return
         if isinstance(module, nn.Linear) and any(module is layer for layer in self._dmrec_linear_layers()):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_factor * module.in_features**-0.5)
             init.zeros_(module.bias)
@@ -65,7 +72,7 @@ class DMRecT5ForConditionalGeneration(SIDT5ForConditionalGeneration):
         super()._init_weights(module)
 
     def _dmrec_linear_layers(self) -> list[nn.Linear]:
-        parts = [getattr(self, name, None) for name in ("collaborative_head", "meta_network", "latent_to_memory")]
+        parts = [getattr(self, name, None) for name in ("collaborative_head", "meta_network")]
         return [layer for part in parts if part is not None for layer in part.modules() if isinstance(layer, nn.Linear)]
 
     def set_item_text_embeddings(self, embeddings: torch.Tensor) -> None:

@@ -78,8 +78,22 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="recipe overrides such as training.epochs=3")
 
 
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse, letting ``key=value`` overrides stand before and after flags (``a=1 --overwrite_output_dir b=2``).
+
+    argparse stops filling a ``nargs="*"`` positional at the first flag; the rest would be an error.
+    """
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-") or "=" not in item]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError) as error:

@@ -49,3 +49,19 @@ def test_float_settings_accept_yaml_exponent_strings_and_reject_words(tmp_path):
     assert recipe.joint.tokenizer_learning_rate == 1e-5 and recipe.training.learning_rate == 3e-3
     with pytest.raises(RecipeError, match="joint.tokenizer_learning_rate must be a number"):
         load_recipe(path, ["joint.tokenizer_learning_rate=fast"])
+
+
+def test_overrides_may_stand_on_both_sides_of_a_flag():
+    """`train.py --config r.yaml a=1 --overwrite_output_dir b=2` keeps both overrides (argparse alone drops b=2)."""
+    import argparse
+
+    from sidrec.cli import add_train_arguments, build_parser, parse_arguments
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    args = parse_arguments(parser, ["--config", "r.yaml", "seed=1", "--overwrite_output_dir", "training.epochs=2"])
+    assert args.overrides == ["seed=1", "training.epochs=2"] and args.overwrite_output_dir
+    args = parse_arguments(build_parser(), ["train", "--config", "r.yaml", "a=1", "--push_to_hub", "b=2"])
+    assert args.overrides == ["a=1", "b=2"] and args.push_to_hub
+    with pytest.raises(SystemExit):
+        parse_arguments(parser, ["--config", "r.yaml", "--no-such-flag"])
