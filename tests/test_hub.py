@@ -239,3 +239,32 @@ def test_server_speaks_the_download_protocol(hub_server, tmp_path):
 
     api.delete_file("data/blob.bin", repo_id)
     assert api.list_repo_files(repo_id) == [".gitattributes"]
+
+
+@pytest.mark.slow
+def test_trainer_push_to_hub_uploads_a_loadable_recommender(
+    hub_server, tiny_model, tokenizer, histories, expected, tmp_path
+):
+    """The stock path: ``TrainingArguments(push_to_hub=True)`` + ``trainer.push_to_hub()`` on an SIDTrainer
+    uploads weights, tokenizer (code table), generation config and remote code; it loads back identical."""
+    import copy
+
+    from transformers import TrainingArguments
+
+    from sidrec.training.objectives import build_objectives
+    from sidrec.training.trainer import SIDTrainer
+
+    repo_id = f"{hub_server.user}/tiny-sid-t5-trainer"
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"), push_to_hub=True, hub_model_id=repo_id, report_to="none", use_cpu=True
+    )
+    trainer = SIDTrainer(
+        model=copy.deepcopy(tiny_model), args=args, processing_class=tokenizer, objectives=build_objectives({"ce": 1.0})
+    )
+    trainer.push_to_hub(commit_message="trainer push")
+    files = set(HfApi().list_repo_files(repo_id))
+    assert {"config.json", "model.safetensors", "generation_config.json", "modeling_sid_t5.py"} <= files
+    assert {"tokenizer_config.json", "item_codes.safetensors", "README.md"} <= files
+    model = AutoModel.from_pretrained(repo_id, cache_dir=tmp_path / "cache")
+    loaded_tokenizer = AutoTokenizer.from_pretrained(repo_id, cache_dir=tmp_path / "cache")
+    assert_same_recommender(model, loaded_tokenizer, tiny_model, tokenizer, histories, expected)
