@@ -26,6 +26,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .plots import plot_training
 
 TEMPLATE_PATH = Path(__file__).with_name("template.md")
+ADAPTER_TEMPLATE_PATH = Path(__file__).with_name("adapter_template.md")
+ADAPTER_DIR = "adapter"  # a PEFT run's adapter, beside the merged model in model/
 PLOT_FILE = "training.png"
 CARD_FILE = "README.md"
 # The card's level-2 headings, in order (the tests check every one is rendered).
@@ -86,12 +88,16 @@ def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> ModelC
     return ModelCard.from_template(card_data, template_path=str(TEMPLATE_PATH), **context)
 
 
-def write_model_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
+def write_model_card(
+    run_dir: str | Path, repo_id: str | None = None, adapter_repo_id: str | None = None, base_model: str | None = None
+) -> Path:
     """Write ``<run_dir>/model/README.md`` and put the training plot beside it; returns the README path.
 
     The plot goes into ``model/`` because that directory is what gets uploaded (``push_recommender``,
     ``--push_to_hub``), and the card links it by relative path. Runs saved before the plot existed get
-    it redrawn from their last checkpoint's ``trainer_state.json``.
+    it redrawn from their last checkpoint's ``trainer_state.json``. A PEFT run's adapter gets its own
+    card in ``<run_dir>/adapter/README.md`` (``adapter_repo_id`` and ``base_model`` name the Hub
+    repositories it and its base are pushed to).
     """
     run_dir = _resolve_run_dir(Path(run_dir))
     model_dir = run_dir / "model"
@@ -105,7 +111,49 @@ def write_model_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
     card = render_model_card(run_dir, repo_id=repo_id)
     path = model_dir / CARD_FILE
     card.save(path)
+    if (run_dir / ADAPTER_DIR).is_dir():  # a PEFT run: its adapter gets its own card
+        render_adapter_card(run_dir, adapter_repo_id, base_model).save(run_dir / ADAPTER_DIR / CARD_FILE)
     return path
+
+
+def render_adapter_card(run_dir: str | Path, repo_id: str | None = None, base_model: str | None = None) -> ModelCard:
+    """The card of a PEFT run's adapter (``<run_dir>/adapter/README.md``), replacing peft's blank template.
+
+    ``base_model`` is the base model's Hub id (what ``push_adapter(..., base_model=...)`` writes into the
+    uploaded ``adapter_config.json``); without it the card names the local base directory.
+    """
+    run_dir = _resolve_run_dir(Path(run_dir))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    recipe_text = (run_dir / "recipe.yaml").read_text()
+    recipe = yaml.safe_load(recipe_text) or {}
+    context = _context(run_dir, metrics, recipe, recipe_text, repo_id)
+    if not (context["finetune"] and context["finetune"]["has_adapter"]):
+        raise FileNotFoundError(f"{run_dir} has no {ADAPTER_DIR}/ directory: it is not a PEFT fine-tuning run")
+    base = base_model or context["finetune"]["from_model"]
+    adapter_id = repo_id or (run_dir / ADAPTER_DIR).as_posix()
+    context.update(base_model=base, adapter_usage=_adapter_usage(base, adapter_id))
+    card_data = ModelCardData(
+        library_name="peft",
+        license="apache-2.0",
+        base_model=base_model,  # only a Hub id belongs in the metadata
+        tags=[*TAGS, context["finetune"]["method"].lower(), "peft"],
+        datasets=[context["dataset_id"]],
+        model_name=context["model_name"],
+        eval_results=_eval_results(metrics, context) or None,
+    )
+    return ModelCard.from_template(card_data, template_path=str(ADAPTER_TEMPLATE_PATH), **context)
+
+
+def _adapter_usage(base: str, adapter_id: str) -> str:
+    return f"""import sidrec  # registers SID-T5 and its tokenizer with the Auto classes
+from peft import PeftModel
+from transformers import AutoModel, AutoTokenizer
+
+base = AutoModel.from_pretrained("{base}")
+tokenizer = AutoTokenizer.from_pretrained("{base}")
+model = PeftModel.from_pretrained(base, "{adapter_id}").eval()
+result = model.recommend([[0, 1, 2]], tokenizer, top_k=10)  # item indices, oldest first
+print(result.items[0].tolist())"""
 
 
 def _resolve_run_dir(run_dir: Path) -> Path:
@@ -209,9 +257,12 @@ def _percent(value: Any) -> str:
 
 
 def _ranking_rows(metrics: dict[str, Any], ks: list[int], method_label: str) -> list[dict[str, Any]]:
-    """Rows of the results table: the model, then the popularity baseline from the same evaluation."""
+    """Rows of the results table: the model, a fine-tuned run's base, then the popularity baseline."""
     rows = []
-    for label, prefix in ((method_label, "test/"), ("Popularity (training counts)", "test/popularity/")):
+    sources = [(method_label, "test/"), ("Popularity (training counts)", "test/popularity/")]
+    if any(key.startswith("test/base/") for key in metrics):
+        sources.insert(1, ("Base model before fine-tuning", "test/base/"))
+    for label, prefix in sources:
         values = [_fmt(metrics.get(f"{prefix}{name}@{k}")) for name, _ in RANKING_METRICS for k in ks]
         rows.append({"label": label, "cells": values})
     return rows
@@ -313,6 +364,26 @@ def _dmrec_settings(recipe: dict[str, Any]) -> dict[str, Any] | None:
     return {"strategy": "mddm", "beta": 0.5, "weight": 1.0, **section, **options}
 
 
+def _finetune_settings(run_dir: Path, recipe: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """What a fine-tuning run started from and how much it trained, or None for a run built from scratch."""
+    section = recipe.get("finetune") or {}
+    if not section.get("from_model"):
+        return None
+    options = dict(section.get("peft") or {})
+    trainable, total = metrics.get("finetune/trainable_parameters"), metrics.get("finetune/total_parameters")
+    sizes = {key: metrics.get(f"finetune/{key}_bytes") for key in ("adapter", "model")}
+    return {
+        "from_model": section["from_model"],
+        "method": str(options.pop("peft_type")).upper() if options.get("peft_type") else None,
+        "options": _options(options),
+        "train_last": section.get("train_last"),
+        "trainable": trainable,
+        "share": None if not (trainable and total) else trainable / total,
+        **{f"{key}_kb": None if size is None else size / 1024 for key, size in sizes.items()},
+        "has_adapter": (run_dir / ADAPTER_DIR).is_dir(),
+    }
+
+
 def _context(
     run_dir: Path, metrics: dict[str, Any], recipe: dict[str, Any], recipe_text: str, repo_id: str | None
 ) -> dict[str, Any]:
@@ -342,6 +413,7 @@ def _context(
         "method": method,
         "joint": joint if joint_enabled else None,
         "dmrec": _dmrec_settings(recipe),
+        "finetune": _finetune_settings(run_dir, recipe, metrics),
         "model_class": "DMRecT5ForConditionalGeneration"
         if (recipe.get("dmrec") or {}).get("enabled")
         else "SIDT5ForConditionalGeneration",

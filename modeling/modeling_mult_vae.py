@@ -117,7 +117,8 @@ class MultVAEForCollaborativeFiltering(PreTrainedModel):
         collaborative = self.collaborative_head(hidden)
         if self.meta_network is None:
             return collaborative, collaborative, None
-        text = torch.einsum("bn,bnd->bd", weights, self.item_text_embeddings[safe])
+        # the same weighted sum as the input layer, over the frozen text table: no (B, N, d) gather
+        text = F.embedding_bag(safe, self.item_text_embeddings, per_sample_weights=weights, mode="sum")
         if user_text_embeddings is not None:
             text = text + user_text_embeddings
         language = self.meta_network(text)

@@ -46,7 +46,10 @@ def _recommend(args: argparse.Namespace) -> int:
 def _card(args: argparse.Namespace) -> int:
     from .model_cards.card import write_model_card
 
-    print(f"Wrote {write_model_card(args.run_dir, repo_id=args.repo_id)}")
+    path = write_model_card(
+        args.run_dir, repo_id=args.repo_id, adapter_repo_id=args.adapter_repo_id, base_model=args.base_model
+    )
+    print(f"Wrote {path}")
     return 0
 
 
@@ -65,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     card = commands.add_parser("card", help="write a saved run's model card to <run_dir>/model/README.md")
     card.add_argument("run_dir", help="a finished run's directory (holding metrics.json), e.g. runs/demo")
     card.add_argument("--repo-id", default=None, help="Hub repository the card names and its usage code loads")
+    card.add_argument("--adapter-repo-id", default=None, help="a PEFT run: Hub repository of its adapter")
+    card.add_argument("--base-model", default=None, help="a PEFT run: Hub repository of the base model")
     card.set_defaults(handler=_card)
     return parser
 

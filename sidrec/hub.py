@@ -20,10 +20,12 @@ import os
 import warnings
 from pathlib import Path
 
-from huggingface_hub import CommitInfo, HfApi
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
 
 from .tokenization.tokenization_semantic_id import SemanticIDTokenizer
 
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 ITEM_CODES = SemanticIDTokenizer.vocab_files_names["item_codes_file"]
 # Never uploaded: pickles (weights go as safetensors; Trainer's training_args.bin is a pickle),
@@ -84,6 +86,69 @@ def push_recommender(
         revision=None if create_pr else revision,
         create_pr=create_pr,
         ignore_patterns=list(IGNORE_PATTERNS),
+    )
+
+
+def push_adapter(
+    adapter_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    base_model: str | None = None,
+    token: str | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    commit_message: str = "Upload sidrec PEFT adapter",
+) -> CommitInfo:
+    """Upload a saved PEFT adapter (a fine-tuning run's ``<output_dir>/adapter``) to ``repo_id``.
+
+    An adapter is a few percent of the model, so one base repository can serve many adapters (one per
+    time window or domain). ``adapter_config.json`` names its base model in
+    ``base_model_name_or_path``; after training that is a local directory, which no other machine
+    has. Pass ``base_model`` (the base's Hub id, pushed with :func:`push_recommender`) and the
+    uploaded config names it instead, so ``PeftModel.from_pretrained(AutoModel.from_pretrained(base),
+    repo_id)`` and ``AutoPeftModelForSeq2SeqLM.from_pretrained(repo_id)`` work anywhere. The local
+    file is not changed.
+
+    Raises:
+        ValueError: the directory has no ``adapter_config.json`` or ``adapter_model.safetensors``.
+
+    Warns (:class:`HubPushWarning`): no ``base_model`` was given and the config names a local path.
+    """
+    directory = Path(adapter_dir)
+    missing = [name for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS) if not (directory / name).exists()]
+    if missing:
+        raise ValueError(
+            f"{directory} is not a saved PEFT adapter ({', '.join(missing)} missing); pass a fine-tuning run's "
+            "adapter directory (e.g. runs/window-lora/adapter) or save one with peft_model.save_pretrained(directory)"
+        )
+    config = json.loads((directory / ADAPTER_CONFIG).read_text())
+    if base_model is not None:
+        config["base_model_name_or_path"] = base_model
+    elif Path(str(config.get("base_model_name_or_path"))).exists():
+        warnings.warn(
+            f"{directory / ADAPTER_CONFIG} names the local base model {config['base_model_name_or_path']!r}: loaders "
+            "elsewhere must pass the base model themselves. Push the base with push_recommender and pass its "
+            "repository as base_model=...",
+            HubPushWarning,
+            stacklevel=2,
+        )
+    operations = [CommitOperationAdd(ADAPTER_CONFIG, (json.dumps(config, indent=2) + "\n").encode())]
+    operations += [
+        CommitOperationAdd(path.name, str(path))
+        for path in sorted(directory.iterdir())
+        if path.is_file() and path.name != ADAPTER_CONFIG and not any(path.match(p) for p in IGNORE_PATTERNS)
+    ]
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    if revision is not None and not create_pr:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return api.create_commit(
+        repo_id,
+        operations=operations,
+        commit_message=commit_message,
+        revision=None if create_pr else revision,
+        create_pr=create_pr,
     )
 
 

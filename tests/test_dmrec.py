@@ -136,6 +136,18 @@ def test_mult_vae_input_layer_is_a_linear_layer_on_the_multi_hot_vector(scientif
     torch.testing.assert_close(output.loss, -(log_probs * dense).sum(dim=1).mean())
 
 
+def test_meta_network_reads_the_sum_of_the_users_item_text_embeddings(scientific, item_sets, title_embeddings):
+    """The language space sees the plain sum of the (unpadded) item embeddings, then the meta-network."""
+    from sidrec.modeling.modeling_mult_vae import pad_item_sets
+
+    model = mult_vae(scientific.num_items, title_embeddings).eval()
+    _, _, language = model.encode(pad_item_sets(item_sets[:4]))
+    summed = torch.stack([title_embeddings[chosen].sum(dim=0) for chosen in item_sets[:4]])
+    expected = model.meta_network(summed)
+    torch.testing.assert_close(language.mean, expected.mean)
+    torch.testing.assert_close(language.logvar, expected.logvar)
+
+
 def test_meta_network_gets_gradients_from_every_strategy(scientific, item_sets, title_embeddings):
     from sidrec.modeling.modeling_mult_vae import pad_item_sets
     from sidrec.training.objectives import DMRecObjective

@@ -1,12 +1,17 @@
-"""PEFT on SID-T5: a LoRA adapter trains, saves, loads and merges without changing recommendations."""
+"""PEFT on SID-T5: a LoRA adapter trains, saves, loads, merges and travels through the Hub unchanged."""
 
 from __future__ import annotations
 
 import copy
+import json
+import warnings
 
+import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import AutoPeftModelForSeq2SeqLM, LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModel, AutoTokenizer
 
+from sidrec.hub import HubPushWarning, push_adapter, push_recommender
 from sidrec.training.collator import SemanticIDCollator
 
 
@@ -52,3 +57,60 @@ def test_lora_adapter_save_load_and_merge_keep_recommendations(tiny_model, token
     assert base_after.keys() == base_state.keys()
     for name, value in base_state.items():
         torch.testing.assert_close(base_after[name], value, rtol=0, atol=0, msg=name)
+
+
+@pytest.fixture(scope="module")
+def saved_lora(tiny_model, tokenizer, scientific, tmp_path_factory):
+    """A saved base model directory and a LoRA adapter trained on it for a few real batches."""
+    root = tmp_path_factory.mktemp("lora")
+    tiny_model.save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    model = get_peft_model(
+        AutoModel.from_pretrained(root / "base"),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q", "v"], lora_dropout=0.0, task_type="SEQ_2_SEQ_LM"),
+    )
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    collator = SemanticIDCollator(tokenizer)
+    for step in range(3):
+        batch = collator([scientific.splits["train"][i] for i in range(32 * step, 32 * step + 32)])
+        batch.pop("target_items")
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(root / "adapter")
+    histories = [row["history"] for row in scientific.splits["test"].select(range(16))]
+    expected = model.eval().recommend(histories, tokenizer, top_k=5)
+    return root, histories, expected
+
+
+@pytest.mark.slow
+def test_adapter_pushed_beside_its_base_loads_from_an_empty_cache(hub_server, saved_lora, tmp_path):
+    root, histories, expected = saved_lora
+    base_id, adapter_id = f"{hub_server.user}/tiny-window-base", f"{hub_server.user}/tiny-window-lora"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HubPushWarning)  # the tiny model's 10 beams (tested in test_hub)
+        push_recommender(root / "base", base_id)
+    local_config = (root / "adapter" / "adapter_config.json").read_text()
+    push_adapter(root / "adapter", adapter_id, base_model=base_id)
+    assert (root / "adapter" / "adapter_config.json").read_text() == local_config  # only the upload names the Hub id
+
+    base = AutoModel.from_pretrained(base_id, cache_dir=tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(base_id, cache_dir=tmp_path)
+    model = PeftModel.from_pretrained(base, adapter_id, cache_dir=tmp_path).eval()
+    assert model.peft_config["default"].base_model_name_or_path == base_id
+    got = model.recommend(histories, tokenizer, top_k=5)
+    assert torch.equal(got.items, expected.items)
+    torch.testing.assert_close(got.scores, expected.scores)
+    # the adapter repository alone names its base, so peft's Auto class finds both
+    auto = AutoPeftModelForSeq2SeqLM.from_pretrained(adapter_id, cache_dir=tmp_path / "auto").eval()
+    assert torch.equal(auto.recommend(histories, tokenizer, top_k=5).items, expected.items)
+
+
+def test_push_adapter_checks_its_directory(hub_server, saved_lora, tmp_path):
+    root, *_ = saved_lora
+    with pytest.raises(ValueError, match="not a saved PEFT adapter .*adapter_model.safetensors missing"):
+        push_adapter(root / "base", f"{hub_server.user}/not-an-adapter")
+    with pytest.warns(HubPushWarning, match="names the local base model .* base_model="):
+        push_adapter(root / "adapter", f"{hub_server.user}/tiny-window-lora-local")
+    uploaded = json.loads(open(f"{root}/adapter/adapter_config.json").read())
+    assert uploaded["base_model_name_or_path"] == str(root / "base")

@@ -49,6 +49,9 @@ class DataConfig:
     ``format="auto"`` picks the reader from the files: ``*.inter`` means RecBole, ``interactions.*``
     means a table, JSON files with ``reviewerID`` mean Amazon reviews. ``max_users`` keeps the first
     N users by sorted raw id *before* k-core filtering, so a demo on a slice is still a valid k-core.
+    ``drop_last`` leaves out each user's last N interactions *after* filtering and indexing: the same
+    users and catalogue as the data stood N interactions per user earlier, which is the snapshot a
+    model to be fine-tuned on the newer window is trained on (see ``finetune`` in the recipe).
     """
 
     path: str
@@ -63,6 +66,7 @@ class DataConfig:
     min_item_interactions: int = 5
     max_history: int = 20
     max_users: int | None = None
+    drop_last: int = 0
 
 
 @dataclass
@@ -302,6 +306,26 @@ def _build_splits(flat: np.ndarray, lengths: np.ndarray, max_history: int) -> Da
     )
 
 
+def _drop_last(flat: np.ndarray, lengths: np.ndarray, config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each user's last ``config.drop_last`` items from the concatenated sequences.
+
+    Users keep their index, so every user must keep :data:`MIN_SEQUENCE` interactions; k-core
+    filtering with a higher ``min_user_interactions`` is the fix when some would not.
+    """
+    kept = lengths - config.drop_last
+    short = int((kept < MIN_SEQUENCE).sum())
+    if short:
+        raise DataFormatError(
+            f"data.drop_last={config.drop_last} leaves {short:,} users with fewer than {MIN_SEQUENCE} interactions; "
+            f"set data.min_user_interactions to at least {config.drop_last + MIN_SEQUENCE} (it is "
+            f"{config.min_user_interactions}) or lower data.drop_last"
+        )
+    ends = np.cumsum(lengths)
+    keep = np.ones(len(flat), dtype=bool)
+    keep[(ends[:, None] - np.arange(1, config.drop_last + 1)[None, :]).ravel()] = False
+    return flat[keep], kept
+
+
 def _validate(config: DataConfig) -> None:
     if config.format not in FORMATS:
         raise DataFormatError(f"unknown data.format {config.format!r}; use one of {', '.join(FORMATS)}")
@@ -310,6 +334,8 @@ def _validate(config: DataConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "max_history" else 0):
             minimum = 1 if name == "max_history" else 0
             raise DataFormatError(f"data.{name} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(config.drop_last, bool) or not isinstance(config.drop_last, int) or config.drop_last < 0:
+        raise DataFormatError(f"data.drop_last must be an integer >= 0, got {config.drop_last!r}")
     if config.max_users is not None and (not isinstance(config.max_users, int) or config.max_users < 1):
         raise DataFormatError(f"data.max_users must be a positive integer or None, got {config.max_users!r}")
     if isinstance(config.text_fields, str):
@@ -394,6 +420,8 @@ def load_sequential_data(config: DataConfig, verbose: bool = True) -> Sequential
     regroup = np.argsort(user_index, kind="stable")  # rows are already chronological within each user
     flat = item_index[regroup].astype(np.int64)
     lengths = np.bincount(user_index, minlength=len(user_ids)).astype(np.int64)
+    if config.drop_last:
+        flat, lengths = _drop_last(flat, lengths, config)
     sequences = [part.tolist() for part in np.split(flat, np.cumsum(lengths)[:-1])]
     if verbose and len(user_codes) < before[2]:
         print(

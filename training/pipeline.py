@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 from accelerate import PartialState
+from peft import PeftModel
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
-from ..model_cards.card import write_model_card
+from ..model_cards.card import ADAPTER_DIR, write_model_card
 from ..model_cards.plots import plot_training
 from ..modeling.configuration_dmrec_t5 import DMRecT5Config
 from ..modeling.configuration_sid_t5 import SIDT5Config
@@ -31,6 +32,8 @@ from .baselines import popularity_ranking
 from .collator import SemanticIDCollator
 from .data import SequentialData, load_sequential_data
 from .embeddings import embed_texts
+from .evaluation import evaluate_split
+from .finetune import last_examples_per_user, load_base_model, parameter_counts, peft_config, wrap_with_adapter
 from .fit_quantizer import QuantizerFit, fit_quantizer
 from .joint import JointSIDT5
 from .living_codes import LivingCodesCallback
@@ -54,7 +57,7 @@ def prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
             "(e.g. output_dir=runs/my-run) or pass --overwrite_output_dir to replace it."
         )
     if finished and PartialState().is_main_process:
-        for name in ("model", "checkpoints", "metrics.json"):
+        for name in ("model", ADAPTER_DIR, "checkpoints", "metrics.json"):
             target = output_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
@@ -141,6 +144,59 @@ def build_model(
     return model, learning_rates, callbacks
 
 
+def build_recommender(recipe: Recipe, data: SequentialData, say=print):
+    """A new recommender for ``data``: embeddings -> RQ-VAE codes -> tokenizer -> model.
+
+    Returns the model, its tokenizer, the code statistics, per-prefix learning rates and callbacks.
+    """
+    embeddings = embed_catalogue(recipe, data)
+    fit = build_codes(recipe, embeddings)
+    say(fit.summary())
+    tokenizer = SemanticIDTokenizer(
+        item_codes=fit.codes,
+        quantizer=fit.quantizer,
+        num_levels=fit.codes.size(1),
+        codebook_size=recipe.quantizer.codebook_size,
+        num_user_buckets=recipe.model.num_user_buckets,
+        max_history=recipe.data.max_history,
+    )
+    set_seed(recipe.seed)
+    config = SIDT5Config(
+        num_code_levels=fit.codes.size(1),
+        codebook_size=recipe.quantizer.codebook_size,
+        **dataclasses.asdict(recipe.model),  # ModelRecipe's fields are SIDT5Config arguments
+    )
+    model, learning_rates, callbacks = build_model(recipe, config, fit, embeddings, tokenizer)
+    return model, tokenizer, fit.stats, learning_rates, callbacks
+
+
+def load_for_finetuning(recipe: Recipe, data: SequentialData, say=print):
+    """The saved model named by ``finetune.from_model``, its tokenizer and its codes' statistics.
+
+    The recipe's ``model`` and quantizer shape are set from the saved model, so the run's
+    ``recipe.yaml`` and model card describe the network that was actually fine-tuned.
+    """
+    model, tokenizer = load_base_model(recipe.finetune.from_model, data)
+    if "dmrec" in build_objectives(recipe.training.objectives) and not isinstance(
+        model, DMRecT5ForConditionalGeneration
+    ):
+        raise RecipeError("objective `dmrec` needs a DMRec-T5 base model; finetune.from_model is not one")
+    for name in dataclasses.asdict(recipe.model):
+        setattr(recipe.model, name, getattr(model.config, name))
+    recipe.quantizer.num_levels = tokenizer.num_levels - 1  # the saved codes end with the collision level
+    recipe.quantizer.codebook_size = tokenizer.codebook_size
+    say(f"Fine-tuning {recipe.finetune.from_model} ({type(model).__name__}, {tokenizer.num_items:,} items)")
+    set_seed(recipe.seed)
+    return model, tokenizer, code_statistics(tokenizer.item_codes[:, :-1], tokenizer.codebook_size)
+
+
+def saved_sizes(output_dir: Path) -> dict[str, int]:
+    """Bytes of the saved weights: the full model and, for a PEFT run, the adapter alone."""
+    files = {"model_bytes": output_dir / "model" / "model.safetensors"}
+    files["adapter_bytes"] = output_dir / ADAPTER_DIR / "adapter_model.safetensors"
+    return {f"finetune/{name}": path.stat().st_size for name, path in files.items() if path.exists()}
+
+
 def check_recipe(recipe: Recipe) -> None:
     """Settings that cannot work together, caught before minutes of embedding and fitting."""
     objectives = build_objectives(recipe.training.objectives)
@@ -150,6 +206,18 @@ def check_recipe(recipe: Recipe) -> None:
             "objective `dmrec` matches the Gaussians of DMRec-T5: set `dmrec: {enabled: true}` "
             "(or `task: collaborative` for the Mult-VAE setting)"
         )
+    finetune = recipe.finetune
+    if (finetune.peft is not None or finetune.train_last is not None) and not finetune.from_model:
+        raise RecipeError(
+            "finetune.peft and finetune.train_last adapt a saved model: set finetune.from_model to its "
+            "directory (e.g. runs/scientific-window-base/model)"
+        )
+    if finetune.from_model and joint.enabled:
+        raise RecipeError(
+            "finetune.from_model keeps the saved model's codes: it cannot be combined with joint.enabled (DIGER)"
+        )
+    if finetune.peft is not None:
+        peft_config(finetune.peft)  # a bad method or option fails here, not after loading the data
     if recipe.dmrec.enabled and joint.enabled:
         raise RecipeError("dmrec.enabled and joint.enabled cannot be combined yet: DMRec-T5 trains over static codes")
     if recipe.dmrec.enabled and "dmrec" not in objectives:
@@ -258,37 +326,40 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     started = time.time()
 
     data = load_sequential_data(recipe.data, verbose=state.is_main_process)
-    embeddings = embed_catalogue(recipe, data)
-    fit = build_codes(recipe, embeddings)
-    say(fit.summary())
-    tokenizer = SemanticIDTokenizer(
-        item_codes=fit.codes,
-        quantizer=fit.quantizer,
-        num_levels=fit.codes.size(1),
-        codebook_size=recipe.quantizer.codebook_size,
-        num_user_buckets=recipe.model.num_user_buckets,
-        max_history=recipe.data.max_history,
-    )
-    set_seed(recipe.seed)
-    config = SIDT5Config(
-        num_code_levels=fit.codes.size(1),
-        codebook_size=recipe.quantizer.codebook_size,
-        **dataclasses.asdict(recipe.model),  # ModelRecipe's fields are SIDT5Config arguments
-    )
-    model, learning_rates, callbacks = build_model(recipe, config, fit, embeddings, tokenizer)
+    if recipe.finetune.from_model:
+        model, tokenizer, code_stats = load_for_finetuning(recipe, data, say)
+        learning_rates, callbacks = dict(recipe.training.learning_rates), []
+    else:
+        model, tokenizer, code_stats, learning_rates, callbacks = build_recommender(recipe, data, say)
     model.generation_config.num_beams = recipe.evaluation.num_beams
-    say(f"SID-T5: {sum(p.numel() for p in model.parameters()):,} parameters, vocabulary {config.vocab_size}")
+    say(f"SID-T5: {sum(p.numel() for p in model.parameters()):,} parameters, vocabulary {model.config.vocab_size}")
 
     ks = list(recipe.evaluation.ks)
+    test_split = data.splits["test"]
+    if recipe.evaluation.max_test_users:
+        test_split = test_split.select(range(min(recipe.evaluation.max_test_users, len(test_split))))
+    base_metrics = {}
+    if recipe.finetune.from_model:  # the saved model as it is, on the same test users: what fine-tuning buys
+        e = recipe.evaluation
+        base = evaluate_split(model, tokenizer, test_split, tuple(ks), e.num_beams, e.batch_size, progress=False)
+        base_metrics = {f"test/base/{key}": value for key, value in base.items()}
+        say("Base model before fine-tuning: " + ", ".join(f"{k} {v:.4f}" for k, v in base.items() if "@10" in k))
+    if recipe.finetune.peft is not None:
+        model = wrap_with_adapter(model, recipe.finetune.peft)
+    train_split = data.splits["train"]
+    if recipe.finetune.train_last is not None:
+        last = recipe.finetune.train_last
+        train_split = last_examples_per_user(train_split, last)
+        say(f"Fine-tuning on the last {last} training examples per user: {len(train_split):,} rows")
     trainer = SIDTrainer(
         model=model,
         args=training_arguments(recipe, output_dir, trainer_overrides),
-        train_dataset=with_lengths(data.splits["train"]),
+        train_dataset=with_lengths(train_split),
         eval_dataset=data.splits["validation"],
         processing_class=tokenizer,
         data_collator=SemanticIDCollator(
             tokenizer,
-            item_index=recipe.joint.enabled or recipe.dmrec.enabled,
+            item_index=bool(getattr(model, "item_inputs", ())),
             num_negatives=recipe.training.num_negatives,
             seed=recipe.seed,
         ),
@@ -303,9 +374,6 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     train_result = trainer.train()
     train_seconds = time.time() - train_started
 
-    test_split = data.splits["test"]
-    if recipe.evaluation.max_test_users:
-        test_split = test_split.select(range(min(recipe.evaluation.max_test_users, len(test_split))))
     eval_started = time.time()
     test = trainer.evaluate(test_split, metric_key_prefix="test")
     eval_seconds = time.time() - eval_started
@@ -318,7 +386,9 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     metrics: dict[str, Any] = {f"test/{k[len('test_') :]}": v for k, v in test.items() if k.startswith("test_")}
     metrics.update({f"test/popularity/{k}": v for k, v in popularity.items()})
     metrics.update({f"data/{k}": v for k, v in data.stats().items()})
-    metrics.update({f"codes/{k}": v for k, v in fit.stats.items()})
+    metrics.update({f"codes/{k}": v for k, v in code_stats.items()})
+    metrics.update(base_metrics)
+    metrics.update({f"finetune/{k}": v for k, v in parameter_counts(model).items()} if base_metrics else {})
     if recipe.joint.enabled:  # the codes the model was evaluated and is saved with
         final = code_statistics(tokenizer.item_codes[:, :-1], recipe.quantizer.codebook_size)
         metrics.update({f"codes/final/{k}": v for k, v in final.items()})
@@ -340,7 +410,11 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     if state.is_main_process:
         model_dir = output_dir / "model"
         recommender = model.to_recommender() if isinstance(model, JointSIDT5) else model
+        if isinstance(model, PeftModel):  # the adapter alone, then the merged model as every run saves it
+            model.save_pretrained(str(output_dir / ADAPTER_DIR))
+            recommender = model = model.merge_and_unload()
         recommender.save_pretrained(str(model_dir))
+        metrics.update(saved_sizes(output_dir))
         tokenizer.save_pretrained(str(model_dir))  # code table + the quantizer that produced it
         write_item_table(model_dir, data.item_ids, data.item_titles)
         plot_training(trainer.state.log_history, output_dir / "training.png", title=recipe.name)

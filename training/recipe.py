@@ -130,6 +130,21 @@ class MultVAERecipe:
 
 
 @dataclass
+class FinetuneRecipe:
+    """Continue training a saved model (``from_model``) instead of building one, optionally with PEFT.
+
+    ``peft`` is a ``peft`` config as a mapping (``peft_type`` plus that method's options, e.g.
+    ``{peft_type: LORA, r: 8, lora_alpha: 16}``); null fine-tunes every weight. Without
+    ``target_modules`` the method's defaults for T5 apply. ``train_last`` keeps only each user's last
+    N training examples: the window that is new since a base model trained with ``data.drop_last: N``.
+    """
+
+    from_model: str | None = None  # a saved run's model directory (model + tokenizer), e.g. runs/base/model
+    peft: dict[str, Any] | None = None
+    train_last: int | None = None
+
+
+@dataclass
 class EvaluationRecipe:
     num_beams: int = 20
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])
@@ -153,6 +168,7 @@ class Recipe:
     joint: JointRecipe = field(default_factory=JointRecipe)
     dmrec: DMRecRecipe = field(default_factory=DMRecRecipe)
     mult_vae: MultVAERecipe = field(default_factory=MultVAERecipe)
+    finetune: FinetuneRecipe = field(default_factory=FinetuneRecipe)
     evaluation: EvaluationRecipe = field(default_factory=EvaluationRecipe)
 
     def to_dict(self) -> dict[str, Any]:
