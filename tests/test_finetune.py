@@ -194,9 +194,12 @@ def test_full_fine_tuning_trains_every_weight_and_saves_no_adapter(window_runs):
 def test_fine_tuned_card_reports_the_base_and_the_adapter(window_runs):
     out, *_ = window_runs
     text = str(render_model_card(out / "lora"))
-    assert "## Fine-tuning" in text and "LORA" in text and str(out / "base" / "model") in text
+    assert "## Fine-tuning" in text and "**LoRA** adapter" in text and str(out / "base" / "model") in text
     assert "Base model before fine-tuning" in text
     assert "adapter_model.safetensors" in text
+    adapter_card = (out / "lora" / "adapter" / "README.md").read_text()  # ours, not peft's blank template
+    assert "A **LoRA** adapter for the sidrec generative recommender" in adapter_card
+    assert "PeftModel.from_pretrained(base" in adapter_card and "[More Information Needed]" not in adapter_card
 
 
 def test_fine_tuning_a_different_catalogue_is_refused(window_runs, tmp_path):
