@@ -75,9 +75,7 @@ def push_recommender(
     _check_remote_code(directory)
 
     api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    if revision is not None and not create_pr:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    repo_id = _prepare_repository(api, repo_id, private, revision, create_pr)
     return api.upload_folder(
         repo_id=repo_id,
         folder_path=str(directory),
@@ -140,9 +138,7 @@ def push_adapter(
         if path.is_file() and path.name != ADAPTER_CONFIG and not any(path.match(p) for p in IGNORE_PATTERNS)
     ]
     api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    if revision is not None and not create_pr:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    repo_id = _prepare_repository(api, repo_id, private, revision, create_pr)
     return api.create_commit(
         repo_id,
         operations=operations,
@@ -150,6 +146,14 @@ def push_adapter(
         revision=None if create_pr else revision,
         create_pr=create_pr,
     )
+
+
+def _prepare_repository(api: HfApi, repo_id: str, private: bool | None, revision: str | None, create_pr: bool) -> str:
+    """Create the repository (and the target branch) if needed; returns the full repository id."""
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    if revision is not None and not create_pr:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return repo_id
 
 
 def _check_model_files(directory: Path) -> None:
