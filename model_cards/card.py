@@ -73,10 +73,7 @@ def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> ModelC
             unfinished or interrupted run); the message says what to pass or run instead.
     """
     run_dir = _resolve_run_dir(Path(run_dir))
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    recipe_text = (run_dir / "recipe.yaml").read_text()
-    recipe = yaml.safe_load(recipe_text) or {}
-    context = _context(run_dir, metrics, recipe, recipe_text, repo_id)
+    metrics, context = _run_context(run_dir, repo_id)
     card_data = ModelCardData(
         library_name="transformers",
         license="apache-2.0",
@@ -124,10 +121,7 @@ def render_adapter_card(run_dir: str | Path, repo_id: str | None = None, base_mo
     uploaded ``adapter_config.json``); without it the card names the local base directory.
     """
     run_dir = _resolve_run_dir(Path(run_dir))
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    recipe_text = (run_dir / "recipe.yaml").read_text()
-    recipe = yaml.safe_load(recipe_text) or {}
-    context = _context(run_dir, metrics, recipe, recipe_text, repo_id)
+    metrics, context = _run_context(run_dir, repo_id)
     if not (context["finetune"] and context["finetune"]["has_adapter"]):
         raise FileNotFoundError(f"{run_dir} has no {ADAPTER_DIR}/ directory: it is not a PEFT fine-tuning run")
     base = base_model or context["finetune"]["from_model"]
@@ -155,6 +149,14 @@ tokenizer = AutoTokenizer.from_pretrained("{base}")
 model = PeftModel.from_pretrained(base, "{adapter_id}").eval()
 result = model.recommend([[0, 1, 2]], tokenizer, top_k=10)  # item indices, oldest first
 print(result.items[0].tolist())"""
+
+
+def _run_context(run_dir: Path, repo_id: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A finished run's metrics and the template variables computed from it and its recipe."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    recipe_text = (run_dir / "recipe.yaml").read_text()
+    recipe = yaml.safe_load(recipe_text) or {}
+    return metrics, _context(run_dir, metrics, recipe, recipe_text, repo_id)
 
 
 def _resolve_run_dir(run_dir: Path) -> Path:

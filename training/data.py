@@ -329,13 +329,11 @@ def _drop_last(flat: np.ndarray, lengths: np.ndarray, config: DataConfig) -> tup
 def _validate(config: DataConfig) -> None:
     if config.format not in FORMATS:
         raise DataFormatError(f"unknown data.format {config.format!r}; use one of {', '.join(FORMATS)}")
-    for name in ("min_user_interactions", "min_item_interactions", "max_history"):
+    for name in ("min_user_interactions", "min_item_interactions", "max_history", "drop_last"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "max_history" else 0):
             minimum = 1 if name == "max_history" else 0
             raise DataFormatError(f"data.{name} must be an integer >= {minimum}, got {value!r}")
-    if isinstance(config.drop_last, bool) or not isinstance(config.drop_last, int) or config.drop_last < 0:
-        raise DataFormatError(f"data.drop_last must be an integer >= 0, got {config.drop_last!r}")
     if config.max_users is not None and (not isinstance(config.max_users, int) or config.max_users < 1):
         raise DataFormatError(f"data.max_users must be a positive integer or None, got {config.max_users!r}")
     if isinstance(config.text_fields, str):
