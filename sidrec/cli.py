@@ -8,9 +8,11 @@ from pathlib import Path
 
 
 def train(args: argparse.Namespace) -> dict:
-    """Run the recipe; with ``--push_to_hub``, upload the saved model directory from the main process.
+    """Run the recipe; then, from the main process, upload what the flags ask for.
 
-    The repository id is checked before training, so a forgotten ``--hub_model_id`` does not cost a run.
+    ``--push_to_hub`` uploads the saved model directory (for a PEFT run, the merged model);
+    ``--hub_adapter_id`` uploads a PEFT run's adapter, naming ``finetune.from_model`` as its base when
+    that is a Hub repository. Both are checked before training, so a wrong flag does not cost a run.
     """
     from accelerate import PartialState
 
@@ -20,12 +22,34 @@ def train(args: argparse.Namespace) -> dict:
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id user/name (the Hub repository to create or update)")
     recipe = load_recipe(args.config, args.overrides)
+    if args.hub_adapter_id and recipe.finetune.peft is None:
+        raise ValueError(
+            "--hub_adapter_id uploads a PEFT adapter, but this recipe trains none: set finetune.from_model and "
+            "finetune.peft (e.g. finetune.peft={peft_type: LORA, r: 8}), or use --push_to_hub for the whole model"
+        )
     metrics = run(recipe, overwrite_output_dir=args.overwrite_output_dir)
-    if args.push_to_hub and PartialState().is_main_process:
+    if not PartialState().is_main_process:
+        return metrics
+    output_dir = Path(recipe.output_dir)
+    if args.push_to_hub or args.hub_adapter_id:  # the cards name the repositories they are uploaded to
+        from .model_cards.card import write_model_card
+
+        base = recipe.finetune.from_model
+        base_model = base if base and not Path(base).exists() else None
+        write_model_card(output_dir, args.hub_model_id, args.hub_adapter_id, base_model)
+    if args.push_to_hub:
         from .hub import push_recommender
 
-        commit = push_recommender(Path(recipe.output_dir) / "model", args.hub_model_id, private=args.hub_private)
-        print(f"Pushed {recipe.output_dir}/model to {commit.commit_url}")
+        commit = push_recommender(output_dir / "model", args.hub_model_id, private=args.hub_private)
+        print(f"Pushed {output_dir}/model to {commit.commit_url}")
+    if args.hub_adapter_id:
+        from .hub import push_adapter
+        from .model_cards.card import ADAPTER_DIR
+
+        commit = push_adapter(
+            output_dir / ADAPTER_DIR, args.hub_adapter_id, base_model=base_model, private=args.hub_private
+        )
+        print(f"Pushed {output_dir / ADAPTER_DIR} to {commit.commit_url}")
     return metrics
 
 
@@ -79,7 +103,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite_output_dir", action="store_true", help="replace a finished run in output_dir")
     parser.add_argument("--push_to_hub", action="store_true", help="upload the saved model directory to the Hub")
     parser.add_argument("--hub_model_id", default=None, help="Hub repository for --push_to_hub, e.g. user/name")
-    parser.add_argument("--hub_private", action="store_true", help="create the Hub repository as private")
+    parser.add_argument(
+        "--hub_adapter_id", default=None, help="a PEFT fine-tuning run: upload its adapter to this Hub repository"
+    )
+    parser.add_argument("--hub_private", action="store_true", help="create the Hub repositories as private")
     parser.add_argument("overrides", nargs="*", help="recipe overrides such as training.epochs=3")
 
 

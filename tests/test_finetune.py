@@ -240,25 +240,65 @@ def test_from_model_that_is_not_a_saved_model_names_the_fix(tmp_path):
         run(recipe)
 
 
-@pytest.mark.slow
-def test_fine_tuning_starts_from_a_pushed_model(window_runs, hub_server, tmp_path):
+@pytest.fixture(scope="module")
+def pushed_base(window_runs, hub_server):
+    """The tiny base run's model directory on the local Hub server."""
     import warnings
 
     from sidrec.hub import HubPushWarning, push_recommender
-    from sidrec.training.pipeline import run
 
-    out, _, lora, _ = window_runs
+    out, *_ = window_runs
     repo_id = f"{hub_server.user}/tiny-window-base-run"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", HubPushWarning)
         push_recommender(out / "base" / "model", repo_id)
-    overrides = [*TINY, *WINDOW, f"finetune.from_model={repo_id}", "training.epochs=1", f"output_dir={tmp_path}/hub"]
+    return repo_id
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_a_pushed_model(window_runs, pushed_base, hub_server, tmp_path):
+    from sidrec.training.pipeline import run
+
+    _, _, lora, _ = window_runs
+    overrides = [*TINY, *WINDOW, f"finetune.from_model={pushed_base}", "training.epochs=1"]
+    overrides.append(f"output_dir={tmp_path}/hub")
     metrics = run(load_recipe(recipe_file(tmp_path), overrides))
     assert all(metrics[key] == lora[key] for key in lora if key.startswith("test/base/"))
+    missing = [*overrides, f"finetune.from_model={hub_server.user}/missing", f"output_dir={tmp_path}/x"]
     with pytest.raises(RecipeError, match="could not be loaded from the Hub"):
-        run(
-            load_recipe(
-                recipe_file(tmp_path),
-                [*overrides, f"finetune.from_model={hub_server.user}/missing", f"output_dir={tmp_path}/x"],
-            )
-        )
+        run(load_recipe(recipe_file(tmp_path), missing))
+
+
+@pytest.mark.slow
+def test_train_cli_pushes_the_adapter_naming_its_hub_base(pushed_base, hub_server, tmp_path):
+    from huggingface_hub import HfApi, hf_hub_download
+    from peft import AutoPeftModelForSeq2SeqLM
+
+    from sidrec.cli import main
+
+    adapter_id, merged_id = f"{hub_server.user}/tiny-window-lora-cli", f"{hub_server.user}/tiny-window-merged-cli"
+    argv = ["train", "--config", str(recipe_file(tmp_path)), "--hub_adapter_id", adapter_id]
+    argv += ["--push_to_hub", "--hub_model_id", merged_id, *TINY, *WINDOW, LORA, "training.epochs=1"]
+    assert main([*argv, f"finetune.from_model={pushed_base}", f"output_dir={tmp_path}/run"]) == 0
+
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(HfApi().list_repo_files(adapter_id))
+    card = Path(hf_hub_download(adapter_id, "README.md", cache_dir=tmp_path / "cache")).read_text()
+    assert f"base_model: {pushed_base}" in card and f'PeftModel.from_pretrained(base, "{adapter_id}")' in card
+    merged_card = Path(hf_hub_download(merged_id, "README.md", cache_dir=tmp_path / "cache")).read_text()
+    assert f'model_id = "{merged_id}"' in merged_card
+    # the adapter repository alone is enough: it names its base on the Hub
+    model = AutoPeftModelForSeq2SeqLM.from_pretrained(adapter_id, cache_dir=tmp_path / "cache").eval()
+    merged = AutoModel.from_pretrained(tmp_path / "run" / "model").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
+    history = [[3, 17, 42], [5, 8]]
+    assert torch.equal(model.recommend(history, tokenizer).items, merged.recommend(history, tokenizer).items)
+
+
+def test_hub_adapter_id_without_an_adapter_fails_before_training(tmp_path, capsys):
+    from sidrec.cli import main
+
+    argv = ["train", "--config", str(recipe_file(tmp_path)), "--hub_adapter_id", "someone/x"]
+    argv.append(f"output_dir={tmp_path}/o")
+    assert main(argv) == 2
+    assert "--hub_adapter_id uploads a PEFT adapter, but this recipe trains none" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
