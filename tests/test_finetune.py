@@ -302,3 +302,23 @@ def test_hub_adapter_id_without_an_adapter_fails_before_training(tmp_path, capsy
     assert main(argv) == 2
     assert "--hub_adapter_id uploads a PEFT adapter, but this recipe trains none" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_base_whose_item_table_differs_is_refused(window_runs, tmp_path):
+    """Same item count, other raw ids at an index: the codes would point at the wrong items."""
+    import json
+    import shutil
+
+    from sidrec.training.pipeline import run
+
+    out, *_ = window_runs
+    base = tmp_path / "base"
+    shutil.copytree(out / "base" / "model", base)
+    rows = [json.loads(line) for line in (base / "items.jsonl").read_text().splitlines()]
+    rows[5]["item_id"], rows[6]["item_id"] = rows[6]["item_id"], rows[5]["item_id"]
+    (base / "items.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    recipe = load_recipe(
+        recipe_file(tmp_path), [*TINY, *WINDOW, f"finetune.from_model={base}", f"output_dir={tmp_path}/x"]
+    )
+    with pytest.raises(RecipeError, match="indexes items differently from the data \\(item 5 is"):
+        run(recipe)

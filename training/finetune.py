@@ -13,7 +13,6 @@ data is the "new time window" protocol the README reports.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from .data import SequentialData
 from .recipe import RecipeError
-from .recommender import ITEMS_FILE
+from .recommender import read_item_table
 
 # SID-T5 is a T5: without target_modules, a method adapts the layers peft picks for T5.
 DEFAULT_ARCHITECTURE = "t5"
@@ -69,9 +68,9 @@ def load_base_model(from_model: str, data: SequentialData):
             "fine-tune on the base run's catalogue (the same data.path and filtering settings; only "
             "data.drop_last may differ)"
         )
-    items_file = directory / ITEMS_FILE
-    if items_file.exists():
-        saved = [str(json.loads(line)["item_id"]) for line in items_file.read_text().splitlines() if line]
+    table = read_item_table(directory)
+    if table is not None:
+        saved = table[0]
         if saved != data.item_ids:
             first = next(i for i, (a, b) in enumerate(zip(saved, data.item_ids)) if a != b)
             raise RecipeError(

@@ -388,7 +388,8 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     metrics.update({f"data/{k}": v for k, v in data.stats().items()})
     metrics.update({f"codes/{k}": v for k, v in code_stats.items()})
     metrics.update(base_metrics)
-    metrics.update({f"finetune/{k}": v for k, v in parameter_counts(model).items()} if base_metrics else {})
+    if recipe.finetune.from_model:
+        metrics.update({f"finetune/{k}": v for k, v in parameter_counts(model).items()})
     if recipe.joint.enabled:  # the codes the model was evaluated and is saved with
         final = code_statistics(tokenizer.item_codes[:, :-1], recipe.quantizer.codebook_size)
         metrics.update({f"codes/final/{k}": v for k, v in final.items()})

@@ -26,6 +26,15 @@ def write_item_table(directory: str | Path, item_ids: list[str], titles: list[st
             handle.write(json.dumps({"index": index, "item_id": raw_id, "title": title}) + "\n")
 
 
+def read_item_table(directory: str | Path) -> tuple[list[str], list[str]] | None:
+    """(raw ids, titles) by item index from :func:`write_item_table`'s file; None when there is none."""
+    path = Path(directory) / ITEMS_FILE
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return [str(row["item_id"]) for row in rows], [row.get("title") or "" for row in rows]
+
+
 class Recommender:
     """Model + tokenizer + item table of a saved run, speaking raw item ids.
 
@@ -50,12 +59,9 @@ class Recommender:
             )
         model = AutoModel.from_pretrained(str(directory))
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        item_ids, titles = [], []
-        if (directory / ITEMS_FILE).exists():
-            for line in open(directory / ITEMS_FILE):
-                row = json.loads(line)
-                item_ids.append(str(row["item_id"]))
-                titles.append(row.get("title") or "")
+        table = read_item_table(directory)
+        if table is not None:
+            item_ids, titles = table
         else:  # no item table: raw ids are the indices
             item_ids = [str(i) for i in range(tokenizer.num_items)]
             titles = [""] * tokenizer.num_items
