@@ -77,7 +77,7 @@ def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> ModelC
     card_data = ModelCardData(
         library_name="transformers",
         license="apache-2.0",
-        tags=TAGS + [context["method"].lower()],
+        tags=TAGS + [context["method_id"]],
         datasets=[context["dataset_id"]],
         metrics=[name for name, _ in RANKING_METRICS],
         model_name=context["model_name"],
@@ -390,6 +390,37 @@ def _finetune_settings(run_dir: Path, recipe: dict[str, Any], metrics: dict[str,
     }
 
 
+METHOD_LABELS = {"tiger": "TIGER", "dmrec-t5": "DMRec-T5", "mult-vae": "Mult-VAE"}
+
+
+def _method(recipe: dict[str, Any]) -> tuple[str, str]:
+    """(short name, display label) of the method, named from the recipe by the library's own rule.
+
+    ``sidrec.training.methods.method_name`` reads the recipe's sections, so a SODA run over frozen
+    codes is ``tiger+soda`` (TIGER + SODA), never DIGER.
+    """
+    from ..training.errors import RecipeError
+    from ..training.methods import method_name
+    from ..training.recipe import recipe_from_dict
+
+    try:
+        name = method_name(recipe_from_dict(recipe))
+    except (RecipeError, TypeError):  # a recipe from an older sidrec: fall back to its joint flag
+        name = "diger-end-to-end" if (recipe.get("joint") or {}).get("enabled") else "tiger"
+    base, _, plug_in = name.partition("+")
+    label = "DIGER" if base.startswith("diger") else METHOD_LABELS.get(base, base.upper())
+    return name, label + (" + SODA" if plug_in == "soda" else "")
+
+
+def _soda_settings(recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """The SODA objective's options (defaults filled in), or None when the run does not use it."""
+    objectives = (recipe.get("training") or {}).get("objectives") or {}
+    if "soda" not in objectives:
+        return None
+    options = objectives["soda"] if isinstance(objectives["soda"], dict) else {"weight": objectives["soda"]}
+    return {"weight": 1.0, "temperature": 1.0, "direction": "item_to_user", "negatives": "in_batch", **options}
+
+
 def _context(
     run_dir: Path, metrics: dict[str, Any], recipe: dict[str, Any], recipe_text: str, repo_id: str | None
 ) -> dict[str, Any]:
@@ -397,8 +428,8 @@ def _context(
     data, quantizer, model = recipe.get("data", {}), recipe.get("quantizer", {}), recipe.get("model", {})
     training, evaluation = recipe.get("training", {}), recipe.get("evaluation", {})
     embeddings, joint = recipe.get("embeddings", {}) or {}, recipe.get("joint", {}) or {}
-    joint_enabled = bool(joint.get("enabled", False))
-    method = "DIGER" if joint_enabled else "TIGER"
+    method_id, method = _method(recipe)
+    joint_enabled = method_id.startswith("diger")  # trained codes; frozen codes inside a joint model are TIGER's
     ks = [k for k in evaluation.get("ks", [5, 10, 20]) if f"test/recall@{k}" in metrics]
     data_path = str(data.get("path", "data"))
     dataset_name, dataset_readme = _dataset_info(data_path)
@@ -411,13 +442,16 @@ def _context(
     paper_size = all(model.get(key) == value for key, value in TIGER_PAPER.items())
     num_levels = int(quantizer.get("num_levels", 3))
     codebook_size = int(quantizer.get("codebook_size", 256))
-    code_prefix = "codes/final/" if joint_enabled else "codes/"  # the codes the model was evaluated with
+    has_final = any(key.startswith("codes/final/") for key in metrics)
+    code_prefix = "codes/final/" if has_final else "codes/"  # the codes the model was evaluated with
     return {
         "model_name": repo_id or recipe.get("name", run_dir.name),
         "run_name": recipe.get("name", run_dir.name),
         "repo_id": repo_id,
         "method": method,
+        "method_id": method_id,
         "joint": joint if joint_enabled else None,
+        "soda": _soda_settings(recipe),
         "dmrec": _dmrec_settings(recipe),
         "finetune": _finetune_settings(run_dir, recipe, metrics),
         "model_class": "DMRecT5ForConditionalGeneration"
@@ -457,7 +491,7 @@ def _context(
         "ranking_rows": _ranking_rows(metrics, ks, f"{method} (this model)"),
         "best_validation_ndcg": _fmt(metrics.get("validation/best_ndcg@10")),
         "code_columns": ["after the RQ-VAE fit"] + (["final (the codes this model uses)"] if joint_enabled else []),
-        "code_rows": _code_rows(metrics, num_levels, codebook_size, joint_enabled),
+        "code_rows": _code_rows(metrics, num_levels, codebook_size, joint_enabled and has_final),
         "collision_rate": _percent(metrics.get(f"{code_prefix}collision_rate")),
         "has_plot": _plot_source(run_dir) is not None,
         "plot_file": PLOT_FILE,

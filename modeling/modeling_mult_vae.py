@@ -26,6 +26,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_mult_vae import MultVAEConfig
 from .gaussian_matching import DiagonalGaussian, GaussianHead, ProbabilisticMetaNetwork
+from .outputs import Recommendations
 
 
 @dataclass
@@ -153,7 +154,7 @@ class MultVAEForCollaborativeFiltering(PreTrainedModel):
         top_k: int = 20,
         exclude: list[list[int]] | None = None,
         batch_size: int = 1024,
-    ) -> torch.LongTensor:
+    ) -> Recommendations:
         """Top-``top_k`` item indices per user from the posterior mean, skipping ``exclude`` (default: the inputs).
 
         Full ranking over the catalogue: every item not excluded is a candidate, so a list never
@@ -164,16 +165,18 @@ class MultVAEForCollaborativeFiltering(PreTrainedModel):
         exclude = item_sets if exclude is None else exclude
         was_training = self.training
         self.eval()
-        ranked = []
+        ranked, scores = [], []
         for start in range(0, len(item_sets), batch_size):
             items = pad_item_sets(item_sets[start : start + batch_size]).to(self.device)
             seen = pad_item_sets(exclude[start : start + batch_size]).to(self.device)
             logits = self(items).logits.float()
             rows = torch.arange(len(seen), device=self.device)[:, None].expand_as(seen)
             logits[rows[seen >= 0], seen[seen >= 0]] = -torch.inf
-            ranked.append(logits.topk(min(top_k, logits.size(1)), dim=1).indices.cpu())
+            top = logits.topk(min(top_k, logits.size(1)), dim=1)
+            ranked.append(top.indices.cpu())
+            scores.append(top.values.cpu())
         self.train(was_training)
-        return torch.cat(ranked)
+        return Recommendations(items=torch.cat(ranked), scores=torch.cat(scores))
 
 
 def pad_item_sets(item_sets: list[list[int]], pad: int = -1) -> torch.LongTensor:

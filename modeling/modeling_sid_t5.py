@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from transformers import T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
-from transformers.utils import ModelOutput
 
 from .configuration_sid_t5 import SIDT5Config
 from .logits_process_sid import PrefixTrieLogitsProcessor
+from .outputs import Recommendations
 from .sid_beam_search import constrained_beam_search
-
-
-@dataclass
-class Recommendations(ModelOutput):
-    """Top-k items per user, best first.
-
-    Attributes:
-        items: (B, k) item indices; -1 only when the catalogue has fewer than k items.
-        scores: (B, k) summed log-probabilities of the items' semantic IDs.
-    """
-
-    items: torch.LongTensor | None = None
-    scores: torch.FloatTensor | None = None
 
 
 class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):

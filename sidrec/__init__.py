@@ -46,8 +46,8 @@ SemanticIDTokenizer.register_for_auto_class("AutoTokenizer")
 
 
 def load_recommender(directory: str):
-    """Load a saved run's model directory as a :class:`sidrec.training.recommender.Recommender`."""
-    from .training.recommender import Recommender
+    """Load a saved run's model directory as a :class:`sidrec.recommender.Recommender`."""
+    from .recommender import Recommender
 
     return Recommender.from_pretrained(directory)
 

@@ -59,7 +59,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from .training.recommender import Recommender
+    from .recommender import Recommender
 
     recommender = Recommender.from_pretrained(args.model_dir)
     for row in recommender.recommend(args.history, top_k=args.top_k, num_beams=args.num_beams):

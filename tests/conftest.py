@@ -67,7 +67,9 @@ def fitted(title_embeddings):
     config = SemanticIDQuantizerConfig(
         input_dim=title_embeddings.size(1), hidden_dims=[128, 64], latent_dim=16, num_levels=3, codebook_size=32
     )
-    return fit_quantizer(title_embeddings, config, epochs=15, batch_size=512, seed=0)
+    # 30 epochs: at 15 the largest group of identical codes sits at the collision level's limit of 32 and
+    # crosses it on some CPUs (35 items on an AMD EPYC); at 30 it is 26 items, collision rate 42%.
+    return fit_quantizer(title_embeddings, config, epochs=30, batch_size=512, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -90,7 +90,7 @@ def test_unknown_strategy_and_missing_language_space_are_errors():
         matching_loss("kl", Q, P, 0.5)
     with pytest.raises(ValueError, match="language-space"):
         matching_loss("mddm", Q, None, 0.5)
-    from sidrec.training.objectives import build_objectives
+    from sidrec.training.methods import build_objectives
 
     with pytest.raises(ValueError, match="<= 1 for mddm"):
         build_objectives({"dmrec": {"strategy": "mddm", "beta": 1.5}})
@@ -150,7 +150,7 @@ def test_meta_network_reads_the_sum_of_the_users_item_text_embeddings(scientific
 
 def test_meta_network_gets_gradients_from_every_strategy(scientific, item_sets, title_embeddings):
     from sidrec.modeling.modeling_mult_vae import pad_item_sets
-    from sidrec.training.objectives import DMRecObjective
+    from sidrec.training.methods.dmrec import DMRecObjective
 
     for strategy in ("godm", "cpdm", "mddm"):
         model = mult_vae(scientific.num_items, title_embeddings).train()
@@ -167,7 +167,7 @@ def test_mult_vae_saves_loads_and_recommends_only_unseen_items(scientific, item_
     from transformers import AutoModel
 
     model = mult_vae(scientific.num_items, title_embeddings).eval()
-    ranked = model.recommend(item_sets[:50], top_k=20)
+    ranked = model.recommend(item_sets[:50], top_k=20).items
     for row, seen in zip(ranked.tolist(), item_sets[:50]):
         assert len(set(row)) == 20 and not set(row) & set(seen)
         assert all(0 <= item < scientific.num_items for item in row)
@@ -175,11 +175,11 @@ def test_mult_vae_saves_loads_and_recommends_only_unseen_items(scientific, item_
     loaded = AutoModel.from_pretrained(tmp_path)
     assert type(loaded).__name__ == "MultVAEForCollaborativeFiltering"
     assert torch.equal(loaded.item_text_embeddings, title_embeddings)
-    assert torch.equal(loaded.recommend(item_sets[:50], top_k=20), ranked)
+    assert torch.equal(loaded.recommend(item_sets[:50], top_k=20).items, ranked)
 
 
 def test_random_split_is_three_to_one_to_one_and_disjoint(scientific):
-    from sidrec.training.collaborative import random_split
+    from sidrec.training.data import random_split
 
     splits = random_split(scientific.sequences, (3, 1, 1), seed=7)
     again = random_split(scientific.sequences, (3, 1, 1), seed=7)
@@ -239,8 +239,8 @@ def dmrec_t5(tokenizer, title_embeddings):
 @pytest.fixture(scope="module")
 def trained_dmrec(tokenizer, title_embeddings, scientific):
     """A DMRec-T5 after a few MDDM steps on real batches (so no output is a fresh-init accident)."""
-    from sidrec.training.collator import SemanticIDCollator
-    from sidrec.training.objectives import DMRecObjective
+    from sidrec.training.data import SemanticIDCollator
+    from sidrec.training.methods.dmrec import DMRecObjective
 
     model = dmrec_t5(tokenizer, title_embeddings).train()
     collator = SemanticIDCollator(tokenizer, item_index=True)
@@ -262,8 +262,8 @@ def histories(scientific, count):
 
 
 def test_dmrec_t5_meta_network_and_latent_token_get_gradients(tokenizer, title_embeddings, scientific):
-    from sidrec.training.collator import SemanticIDCollator
-    from sidrec.training.objectives import DMRecObjective
+    from sidrec.training.data import SemanticIDCollator
+    from sidrec.training.methods.dmrec import DMRecObjective
 
     model = dmrec_t5(tokenizer, title_embeddings).train()
     batch = SemanticIDCollator(tokenizer, item_index=True)([scientific.splits["train"][i] for i in range(16)])
@@ -332,7 +332,7 @@ def test_dmrec_models_load_with_trust_remote_code_without_sidrec(
     expected = trained_dmrec.recommend(hist, tokenizer, top_k=5).items.tolist()
     vae = mult_vae(scientific.num_items, title_embeddings).eval()
     vae.save_pretrained(tmp_path / "mult-vae")
-    expected_vae = vae.recommend(item_sets[:3], top_k=5).tolist()
+    expected_vae = vae.recommend(item_sets[:3], top_k=5).items.tolist()
     script = f"""
 import sys
 sys.modules["sidrec"] = None  # make `import sidrec` fail
@@ -343,7 +343,7 @@ assert type(model).__module__.startswith("transformers_modules"), type(model).__
 assert type(model).__name__ == "DMRecT5ForConditionalGeneration"
 vae = AutoModel.from_pretrained({str(tmp_path / "mult-vae")!r}, trust_remote_code=True)
 assert type(vae).__module__.startswith("transformers_modules"), type(vae).__module__
-print(vae.recommend({item_sets[:3]!r}, top_k=5).tolist())
+print(vae.recommend({item_sets[:3]!r}, top_k=5).items.tolist())
 print(model.recommend({hist!r}, tokenizer, top_k=5).items.tolist())
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -388,8 +388,7 @@ def test_collaborative_recipe_reports_metrics_the_saved_model_reproduces(tmp_pat
 
     from transformers import AutoModel
 
-    from sidrec.training.collaborative import random_split
-    from sidrec.training.data import load_sequential_data
+    from sidrec.training.data import load_sequential_data, random_split
     from sidrec.training.metrics import ranking_metrics
     from sidrec.training.pipeline import run
     from sidrec.training.recipe import load_recipe
@@ -406,7 +405,7 @@ def test_collaborative_recipe_reports_metrics_the_saved_model_reproduces(tmp_pat
     test = random_split(data.sequences, (3, 1, 1), seed=recipe.seed)["test"]
     from sidrec.modeling.modeling_mult_vae import pad_item_sets
 
-    ranked = model.recommend(test["items"], top_k=20)
+    ranked = model.recommend(test["items"], top_k=20).items
     again = ranking_metrics(ranked, pad_item_sets(test["held_out"]), (5, 10, 20))
     for key in ("recall@20", "ndcg@20", "recall@5"):
         assert again[key] == pytest.approx(metrics[f"test/{key}"])

@@ -20,8 +20,8 @@ from transformers import AutoModel, AutoTokenizer
 
 from sidrec.model_cards.card import render_model_card
 from sidrec.training.data import DataConfig, DataFormatError, load_sequential_data
-from sidrec.training.evaluation import evaluate_split
 from sidrec.training.finetune import last_examples_per_user, peft_config
+from sidrec.training.ranking import evaluate_split
 from sidrec.training.recipe import RecipeError, load_recipe
 
 from .conftest import SCIENTIFIC

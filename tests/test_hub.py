@@ -29,7 +29,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from sidrec import SemanticIDTokenizer, SIDT5ForConditionalGeneration, load_recommender
 from sidrec.hub import HubPushWarning, push_recommender
-from sidrec.training.recommender import write_item_table
+from sidrec.training.data import write_item_table
 
 from .hub_server import git_blob_sha1
 
@@ -251,7 +251,7 @@ def test_trainer_push_to_hub_uploads_a_loadable_recommender(
 
     from transformers import TrainingArguments
 
-    from sidrec.training.objectives import build_objectives
+    from sidrec.training.methods import build_objectives
     from sidrec.training.trainer import SIDTrainer
 
     repo_id = f"{hub_server.user}/tiny-sid-t5-trainer"

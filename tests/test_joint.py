@@ -10,12 +10,11 @@ from transformers import AutoModel, AutoTokenizer, TrainerCallback, TrainingArgu
 
 from sidrec import SemanticIDTokenizer, SIDT5ForConditionalGeneration
 from sidrec.tokenization.semantic_codes import code_statistics
-from sidrec.training.collator import SemanticIDCollator
-from sidrec.training.joint import JointSIDT5
-from sidrec.training.living_codes import LivingCodesCallback
-from sidrec.training.objectives import build_objectives
+from sidrec.training.data import SemanticIDCollator
+from sidrec.training.methods import build_objectives
+from sidrec.training.methods.diger import JointSIDT5, LivingCodesCallback
+from sidrec.training.methods.diger.uncertainty_decay import UncertaintyDecayCallback, build_uncertainty_decay
 from sidrec.training.trainer import SIDTrainer
-from sidrec.training.uncertainty_decay import UncertaintyDecayCallback, build_uncertainty_decay
 
 from .conftest import tiny_config
 
@@ -213,7 +212,7 @@ def test_quantizer_objective_needs_the_joint_model(tokenizer, tiny_model, scient
 
 
 def test_code_balance_loss_by_hand():
-    from sidrec.training.objectives import code_balance_loss
+    from sidrec.training.methods.diger import code_balance_loss
 
     uniform = torch.full((5, 2, 4), 0.25)
     assert code_balance_loss(uniform).item() == pytest.approx(0.0)

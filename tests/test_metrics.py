@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from sidrec.training.baselines import popularity_ranking
 from sidrec.training.metrics import ranking_metrics
+from sidrec.training.ranking import PopularityRanker
 
 
 def test_recall_and_ndcg_by_hand():
@@ -28,8 +28,9 @@ def test_cutoff_beyond_ranking_is_an_error():
 
 
 def test_popularity_ranking_orders_by_count_and_breaks_ties_by_index():
-    ranked = popularity_ranking([3, 9, 3, 0, 5], num_users=2, top_k=4)
-    assert ranked.tolist() == [[1, 4, 0, 2], [1, 4, 0, 2]]
+    ranked = PopularityRanker([3, 9, 3, 0, 5]).rank({"history": [[0], [2]]}, top_k=4)
+    assert ranked.items.tolist() == [[1, 4, 0, 2], [1, 4, 0, 2]]
+    assert ranked.scores.tolist() == [[9, 5, 3, 3], [9, 5, 3, 3]]
 
 
 def test_mrr_hit_rate_and_coverage_by_hand():
@@ -78,7 +79,7 @@ def test_evaluate_module_gives_the_same_numbers_as_ranking_metrics(tiny_model, t
     """``evaluate.load(<repo>/metrics/sid_ranking)`` on a real ranking of 50 validation users == ranking_metrics."""
     import evaluate
 
-    from sidrec.training.evaluation import rank_users
+    from sidrec.training.ranking import rank_users
 
     from .conftest import ROOT
 

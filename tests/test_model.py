@@ -22,7 +22,7 @@ def histories(scientific, count=24):
 @pytest.fixture(scope="module")
 def trained_model(tokenizer, scientific):
     """A tiny model fitted for a few steps, so that scores are peaked like a real model's."""
-    from sidrec.training.collator import SemanticIDCollator
+    from sidrec.training.data import SemanticIDCollator
 
     torch.manual_seed(1)
     model = SIDT5ForConditionalGeneration(tiny_config(tokenizer))
@@ -74,7 +74,7 @@ def test_top_k_above_beams_and_mismatched_tokenizer_are_errors(trained_model, to
 
 
 def test_training_loss_goes_down_on_real_data(tokenizer, scientific):
-    from sidrec.training.collator import SemanticIDCollator
+    from sidrec.training.data import SemanticIDCollator
 
     torch.manual_seed(0)
     model = SIDT5ForConditionalGeneration(tiny_config(tokenizer))

@@ -229,3 +229,42 @@ def test_diger_card_names_the_joint_settings(tiny_run, metrics, tmp_path):
     rate = metrics["codes/collision_rate"]
     assert codes["items whose code is shared (collision rate)"] == [f"{100 * rate:.1f}%", f"{50 * rate:.1f}%"]
     assert "fu2026diger" in fenced(section(card.text, "Citation"), "bibtex")[0]
+
+
+def _run_with_recipe(tiny_run: Path, tmp_path: Path, **sections) -> Path:
+    """A copy of the tiny run whose recipe.yaml has ``sections`` merged in (the card reads only files)."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir, ignore=shutil.ignore_patterns("checkpoints"))
+    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    for name, values in sections.items():
+        recipe[name] = {**(recipe.get(name) or {}), **values}
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return run_dir
+
+
+def test_a_soda_run_over_frozen_codes_is_labelled_tiger_plus_soda(tiny_run, tmp_path):
+    """The method comes from the recipe: frozen codes inside a joint model are TIGER's, and SODA is used."""
+    run_dir = _run_with_recipe(
+        tiny_run,
+        tmp_path,
+        joint={"enabled": True, "trainable": False, "uncertainty_decay": "none"},
+        training={"objectives": {"ce": 1.0, "soda": {"weight": 0.1}}},
+    )
+    card = render_model_card(run_dir)
+    text = card.text
+    assert "trained together with the recommender" not in text and "(**TIGER**)" in text
+    assert "**SODA**" in text and "weight 0.1" in text and "the codes themselves stay frozen" in text
+    used, unused = text.split("Other methods of the sidrec project, not used by this model:")
+    assert "xue2026soda" in used and "xue2026soda" not in unused
+    assert "tiger+soda" in card.data.tags and "TIGER + SODA (this model)" in text
+
+
+def test_a_trainable_joint_run_is_labelled_diger(tiny_run, tmp_path):
+    run_dir = _run_with_recipe(
+        tiny_run, tmp_path, joint={"enabled": True}, training={"objectives": {"ce": 1.0, "quantizer": 1.0}}
+    )
+    card = render_model_card(run_dir)
+    assert "trained together with the recommender (**DIGER**)" in card.text
+    assert "diger-end-to-end-frqud" in card.data.tags
+    used, _ = card.text.split("Other methods of the sidrec project, not used by this model:")
+    assert "fu2026diger" in used and "xue2026soda" not in used

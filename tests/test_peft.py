@@ -12,7 +12,7 @@ from peft import AutoPeftModelForSeq2SeqLM, LoraConfig, PeftModel, get_peft_mode
 from transformers import AutoModel, AutoTokenizer
 
 from sidrec.hub import HubPushWarning, push_adapter, push_recommender
-from sidrec.training.collator import SemanticIDCollator
+from sidrec.training.data import SemanticIDCollator
 
 
 def test_lora_adapter_save_load_and_merge_keep_recommendations(tiny_model, tokenizer, scientific, tmp_path):

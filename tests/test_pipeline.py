@@ -194,7 +194,7 @@ def test_saved_model_reproduces_the_reported_test_metrics(tiny_run):
     from transformers import AutoModel, AutoTokenizer
 
     from sidrec.training.data import load_sequential_data
-    from sidrec.training.evaluation import evaluate_split
+    from sidrec.training.ranking import evaluate_split
     from sidrec.training.recipe import load_recipe
 
     out, metrics = tiny_run

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sidrec.training.objectives import build_objectives
+from sidrec.training.methods import build_objectives
 from sidrec.training.recipe import RecipeError, load_recipe, recipe_from_dict
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from sidrec.training.collator import SemanticIDCollator
-from sidrec.training.objectives import build_objectives
+from sidrec.training.data import SemanticIDCollator
+from sidrec.training.methods import build_objectives
 
 from .test_joint import fresh_tokenizer, joint_model, train_batch
 

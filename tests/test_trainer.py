@@ -7,8 +7,8 @@ import torch
 from transformers import TrainingArguments
 
 from sidrec import SIDT5ForConditionalGeneration
-from sidrec.training.collator import SemanticIDCollator
-from sidrec.training.objectives import build_objectives
+from sidrec.training.data import SemanticIDCollator
+from sidrec.training.methods import build_objectives
 from sidrec.training.trainer import SIDTrainer
 
 from .conftest import tiny_config

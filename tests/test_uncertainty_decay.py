@@ -9,7 +9,7 @@ import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from sidrec import SemanticIDQuantizer, SemanticIDQuantizerConfig
-from sidrec.training.uncertainty_decay import (
+from sidrec.training.methods.diger.uncertainty_decay import (
     AnnealedNoise,
     FrequencyUncertaintyDecay,
     SigmaUncertaintyDecay,

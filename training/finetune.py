@@ -25,8 +25,8 @@ from peft import PeftConfig, PeftModel, get_peft_config, get_peft_model
 from transformers import AutoModel, AutoTokenizer
 
 from .data import SequentialData
-from .recipe import RecipeError
-from .recommender import read_item_table
+from .data.item_table import read_item_table
+from .errors import RecipeError
 
 # SID-T5 is a T5: without target_modules, a method adapts the layers peft picks for T5.
 DEFAULT_ARCHITECTURE = "t5"

@@ -1,7 +1,9 @@
-"""YAML recipes: one file per method x data set, with command-line overrides.
+"""YAML recipes: one file per method x data set, with command-line overrides, and their rules.
 
 Every section is a dataclass, so an unknown or misspelt key is an error that names the key, the
-section and the closest valid key, instead of a silently ignored setting.
+section and the closest valid key, instead of a silently ignored setting. A method's own section
+lives in its module (``methods/diger``, ``methods/dmrec``); :func:`check_recipe` applies every
+rule that spans sections before any work is done.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from typing import Any
 import yaml
 
 from .data import DataConfig
+from .errors import RecipeError
+from .methods import check_method_settings
+from .methods.diger import JointRecipe
+from .methods.dmrec import DMRecRecipe, MultVAERecipe
 
 TASKS = ("sequential", "collaborative")
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot be run as written."""
 
 
 @dataclass
@@ -71,62 +73,10 @@ class TrainingRecipe:
     lr_scheduler_type: str = "cosine"
     early_stopping_patience: int = 3
     group_by_length: bool = True  # batches of similar history length: far less padding
-    eval_every_epochs: bool = True
     eval_steps: int | None = None
     logging_steps: int = 50
     save_total_limit: int = 2
     torch_threads: int | None = None
-
-
-@dataclass
-class JointRecipe:
-    """DIGER: the tokenizer's quantizer trains with the recommender (``enabled: true``).
-
-    Defaults are DIGER's (METHODS.md): Gumbel ``tau`` 2, tokenizer learning rate 1e-5 beside the
-    recommender's, SDUD's sigma at 1e-3, codes re-assigned after every epoch.
-    """
-
-    enabled: bool = False
-    trainable: bool = True  # False: noisy but frozen codes (no gradient reaches the quantizer)
-    uncertainty_decay: str = "frqud"  # none | anneal | frqud | sdud
-    decay_options: dict[str, Any] = field(default_factory=dict)  # e.g. {initial: 1.0, decay: 0.9} for anneal
-    code_temperature: float = 2.0
-    hard_switch_epoch: int | None = 0  # epoch from which inputs are straight-through one-hots; null = never
-    code_gradient: str = "raw"  # raw | calibrated: units of the loss's pull on the codes (README, DIGER)
-    target_gradient: bool = False  # True: the loss may also move the target's codes (collapses them; README)
-    tokenizer_learning_rate: float = 1e-5
-    sigma_learning_rate: float = 1e-3
-    reassign_codes: bool = True
-
-
-@dataclass
-class DMRecRecipe:
-    """DMRec on SID-T5 (``enabled: true``): Gaussian heads, the meta-network and a memory token for ``z``.
-
-    The matching strategy and its ``beta`` are the ``dmrec`` objective's options in
-    ``training.objectives``; this section shapes the model.
-    """
-
-    enabled: bool = False
-    latent_size: int = 64
-    meta_hidden_size: int = 600
-    combine_posteriors: bool = True
-
-
-@dataclass
-class MultVAERecipe:
-    """DMRec's own setting (``task: collaborative``): Mult-VAE on a random split of each user's items.
-
-    The meta-network is built when the ``dmrec`` objective's strategy is not ``none``.
-    """
-
-    hidden_size: int = 600
-    latent_size: int = 200
-    dropout: float = 0.3
-    meta_hidden_size: int = 600
-    combine_posteriors: bool = True
-    split: list[int] = field(default_factory=lambda: [3, 1, 1])
-    eval_every_epochs: int = 3
 
 
 @dataclass
@@ -242,3 +192,22 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         key, raw = override.split("=", 1)
         _set_dotted(values, key.strip().lstrip("-"), yaml.safe_load(raw))
     return recipe_from_dict(values)
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Settings that cannot work together, caught before minutes of embedding and fitting."""
+    from .finetune import peft_config  # peft is heavy; only recipes are checked here, not imported eagerly
+
+    finetune = recipe.finetune
+    if (finetune.peft is not None or finetune.train_last is not None) and not finetune.from_model:
+        raise RecipeError(
+            "finetune.peft and finetune.train_last adapt a saved model: set finetune.from_model to its "
+            "directory (e.g. runs/scientific-window-base/model)"
+        )
+    if finetune.from_model and recipe.joint.enabled:
+        raise RecipeError(
+            "finetune.from_model keeps the saved model's codes: it cannot be combined with joint.enabled (DIGER)"
+        )
+    if finetune.peft is not None:
+        peft_config(finetune.peft)  # a bad method or option fails here, not after loading the data
+    check_method_settings(recipe)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from accelerate.utils import gather_object
 from transformers import Trainer
 
-from .evaluation import rank_users
-from .metrics import ranking_metrics
 from .objectives import Objective
+from .ranking import GenerativeRanker, Ranker, score_rankings
 
 ITEM_COLUMNS = ("item_index", "target_items", "negative_items")  # collator columns in item indices, not token ids
 
@@ -95,17 +96,20 @@ class ObjectiveTrainer(Trainer):
 
 
 class SIDTrainer(ObjectiveTrainer):
-    """An :class:`ObjectiveTrainer` whose evaluation is full-catalogue ranking by constrained beam search.
+    """An :class:`ObjectiveTrainer` whose evaluation ranks the full catalogue for every evaluation user.
 
-    ``evaluate`` runs trie-constrained beam search over the full catalogue for each evaluation user
-    and reports Recall/NDCG@k, so ``metric_for_best_model="ndcg@10"``, ``load_best_model_at_end``
-    and ``EarlyStoppingCallback`` work unchanged. Under ``accelerate launch`` the users are split
-    between processes and the rankings gathered.
+    ``evaluate`` asks a :class:`~sidrec.training.ranking.Ranker` for each user's top items and reports
+    Recall/NDCG@k against the split's targets, so ``metric_for_best_model="ndcg@10"``,
+    ``load_best_model_at_end`` and ``EarlyStoppingCallback`` work unchanged. The default ranker is
+    trie-constrained beam search with the trainer's tokenizer (SID-T5 and its variants); any other
+    model passes ``ranker`` (Mult-VAE: :class:`~sidrec.training.ranking.ItemSetRanker`). Under
+    ``accelerate launch`` the users are split between processes and the rankings gathered.
 
     Args (besides :class:`ObjectiveTrainer`'s):
         ranking_ks: cut-offs for Recall/NDCG.
-        num_beams: beam width of evaluation (TIGER: 20).
+        num_beams: beam width of the default generative ranker (TIGER: 20).
         max_eval_users: evaluate only the first users of the evaluation split during training.
+        ranker: ``model -> Ranker``, called at every evaluation with the unwrapped model.
     """
 
     def __init__(
@@ -114,12 +118,22 @@ class SIDTrainer(ObjectiveTrainer):
         ranking_ks: tuple[int, ...] = (5, 10, 20),
         num_beams: int = 20,
         max_eval_users: int | None = None,
+        ranker: Callable[[Any], Ranker] | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.ranking_ks = tuple(ranking_ks)
         self.num_beams = num_beams
         self.max_eval_users = max_eval_users
+        self.ranker = ranker
+
+    def _ranker(self, model, description: str) -> Ranker:
+        if self.ranker is not None:
+            return self.ranker(model)
+        progress = self.is_local_process_zero() and not self.args.disable_tqdm
+        return GenerativeRanker(
+            model, self.processing_class, self.num_beams, self.args.per_device_eval_batch_size, progress=progress
+        )
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
@@ -128,23 +142,14 @@ class SIDTrainer(ObjectiveTrainer):
         if self.max_eval_users is not None and metric_key_prefix == "eval":
             dataset = dataset.select(range(min(self.max_eval_users, len(dataset))))
         model = self.accelerator.unwrap_model(self.model)
-        columns = dataset.to_dict()
-        shard = list(range(len(dataset)))
-        with self.accelerator.split_between_processes(shard) as mine:
-            ranked = rank_users(
-                model,
-                self.processing_class,
-                [columns["history"][i] for i in mine],
-                users=[columns["user"][i] for i in mine] if "user" in columns else None,
-                top_k=max(self.ranking_ks),
-                num_beams=self.num_beams,
-                batch_size=self.args.per_device_eval_batch_size,
-                progress=self.is_local_process_zero() and not self.args.disable_tqdm,
-                description=metric_key_prefix,
-            )
+        ranker = self._ranker(model, metric_key_prefix)
+        rows = dataset.to_dict()
+        with self.accelerator.split_between_processes(list(range(len(dataset)))) as mine:
+            ranked = ranker.rank({key: [values[i] for i in mine] for key, values in rows.items()}, max(self.ranking_ks))
+            ranked = ranked.items
         if self.accelerator.num_processes > 1:
             ranked = torch.cat(gather_object([ranked]))
-        metrics = ranking_metrics(ranked, torch.tensor(columns["target"]), self.ranking_ks)
+        metrics = score_rankings(ranked, rows, self.ranking_ks, getattr(model.config, "num_items", None))
         metrics = {f"{metric_key_prefix}_{key}": value for key, value in metrics.items()}
         metrics[f"{metric_key_prefix}_users"] = len(dataset)
         self.log(dict(metrics))  # Trainer.log adds `epoch` to the dict it is given

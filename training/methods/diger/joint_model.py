@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
-from ..modeling.configuration_sid_t5 import NUM_SPECIAL_TOKENS, SIDT5Config
-from ..modeling.modeling_sid_t5 import SIDT5ForConditionalGeneration
-from ..tokenization.modeling_quantizer import SemanticIDQuantizer
-from ..tokenization.semantic_codes import append_collision_level, code_statistics
+from ....modeling.configuration_sid_t5 import NUM_SPECIAL_TOKENS, SIDT5Config
+from ....modeling.modeling_sid_t5 import SIDT5ForConditionalGeneration
+from ....tokenization.modeling_quantizer import SemanticIDQuantizer
+from ....tokenization.semantic_codes import append_collision_level, code_statistics
 from .uncertainty_decay import UncertaintyDecay
 
 # Config attributes that only the joint model uses; dropped from the exported recommender's config.

@@ -19,7 +19,7 @@ import html
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, Features, Value
 
+from .config import DataConfig
 from .readers import FORMATS, READERS, DataFormatError, RawData, detect_format
 
 try:  # datasets >= 4 spells a variable-length list `List`; older versions only have `Sequence`
@@ -40,33 +41,6 @@ SPLIT_FEATURES = Features({"user": Value("int64"), "history": _ListFeature(Value
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
 _SPACE = re.compile(r"\s+")
 _INTEGER = re.compile(r"[+-]?\d+")
-
-
-@dataclass
-class DataConfig:
-    """Where the data is and how to cut it.
-
-    ``format="auto"`` picks the reader from the files: ``*.inter`` means RecBole, ``interactions.*``
-    means a table, JSON files with ``reviewerID`` mean Amazon reviews. ``max_users`` keeps the first
-    N users by sorted raw id *before* k-core filtering, so a demo on a slice is still a valid k-core.
-    ``drop_last`` leaves out each user's last N interactions *after* filtering and indexing: the same
-    users and catalogue as the data stood N interactions per user earlier, which is the snapshot a
-    model to be fine-tuned on the newer window is trained on (see ``finetune`` in the recipe).
-    """
-
-    path: str
-    format: str = "auto"
-    interactions_file: str | None = None
-    items_file: str | None = None
-    user_column: str = "user_id"
-    item_column: str = "item_id"
-    order_column: str | None = "position"
-    text_fields: list[str] = field(default_factory=lambda: ["title", "brand", "categories", "description"])
-    min_user_interactions: int = 5
-    min_item_interactions: int = 5
-    max_history: int = 20
-    max_users: int | None = None
-    drop_last: int = 0
 
 
 @dataclass

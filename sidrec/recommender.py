@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import AutoModel, AutoTokenizer
 
-ITEMS_FILE = "items.jsonl"
+from .training.data.item_table import ITEMS_FILE, read_item_table
 
 
 @dataclass
@@ -17,22 +16,6 @@ class Recommendation:
     item_id: str
     title: str
     score: float
-
-
-def write_item_table(directory: str | Path, item_ids: list[str], titles: list[str]) -> None:
-    """Save raw ids and titles beside a model, so :class:`Recommender` can speak raw ids and show titles."""
-    with open(Path(directory) / ITEMS_FILE, "w") as handle:
-        for index, (raw_id, title) in enumerate(zip(item_ids, titles)):
-            handle.write(json.dumps({"index": index, "item_id": raw_id, "title": title}) + "\n")
-
-
-def read_item_table(directory: str | Path) -> tuple[list[str], list[str]] | None:
-    """(raw ids, titles) by item index from :func:`write_item_table`'s file; None when there is none."""
-    path = Path(directory) / ITEMS_FILE
-    if not path.exists():
-        return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line]
-    return [str(row["item_id"]) for row in rows], [row.get("title") or "" for row in rows]
 
 
 class Recommender:

@@ -13,13 +13,11 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 
-if TYPE_CHECKING:
-    from .data import DataConfig
+from .config import DataConfig
 
 FORMATS = ("auto", "table", "recbole", "amazon")
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".jsonl", ".jsonl.gz", ".json", ".json.gz")

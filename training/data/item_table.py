@@ -1,0 +1,28 @@
+"""``items.jsonl``: the raw item ids and titles saved beside a model, by item index.
+
+A model ranks item indices; this table is how a saved model speaks the data set's raw ids and shows
+titles (``sidrec.Recommender``), and how fine-tuning checks that new data indexes items the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ITEMS_FILE = "items.jsonl"
+
+
+def write_item_table(directory: str | Path, item_ids: list[str], titles: list[str]) -> None:
+    """Save raw ids and titles beside a model, so :class:`Recommender` can speak raw ids and show titles."""
+    with open(Path(directory) / ITEMS_FILE, "w") as handle:
+        for index, (raw_id, title) in enumerate(zip(item_ids, titles)):
+            handle.write(json.dumps({"index": index, "item_id": raw_id, "title": title}) + "\n")
+
+
+def read_item_table(directory: str | Path) -> tuple[list[str], list[str]] | None:
+    """(raw ids, titles) by item index from :func:`write_item_table`'s file; None when there is none."""
+    path = Path(directory) / ITEMS_FILE
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return [str(row["item_id"]) for row in rows], [row.get("title") or "" for row in rows]

@@ -1,0 +1,154 @@
+"""DIGER (arXiv 2601.19711): semantic IDs that train with the recommender.
+
+The room holds everything DIGER adds over TIGER:
+
+- ``joint_model``: :class:`JointSIDT5`, SID-T5 holding the quantizer so one ``Trainer`` trains both;
+- ``uncertainty_decay``: the Gumbel-noise strategies (``none``, ``anneal``, ``frqud``, ``sdud``);
+- ``living_codes``: the callback that re-assigns the catalogue's codes after each epoch;
+- here: the recipe section (``joint:``), the ``quantizer`` objective with DIGER's balance term,
+  the recipe rules, and :func:`build_joint_model`, which the pipeline calls when ``joint.enabled``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ...errors import RecipeError
+from ...objectives import Objective, register_objective
+from .joint_model import JointOutput, JointSIDT5
+from .living_codes import LivingCodesCallback
+from .uncertainty_decay import STRATEGIES, UncertaintyDecay, UncertaintyDecayCallback, build_uncertainty_decay
+
+if TYPE_CHECKING:
+    from ....modeling.configuration_sid_t5 import SIDT5Config
+    from ....tokenization.tokenization_semantic_id import SemanticIDTokenizer
+    from ...fit_quantizer import QuantizerFit
+    from ...recipe import Recipe
+
+
+@dataclass
+class JointRecipe:
+    """DIGER: the tokenizer's quantizer trains with the recommender (``enabled: true``).
+
+    Defaults are DIGER's (METHODS.md): Gumbel ``tau`` 2, tokenizer learning rate 1e-5 beside the
+    recommender's, SDUD's sigma at 1e-3, codes re-assigned after every epoch.
+    """
+
+    enabled: bool = False
+    trainable: bool = True  # False: noisy but frozen codes (no gradient reaches the quantizer)
+    uncertainty_decay: str = "frqud"  # none | anneal | frqud | sdud
+    decay_options: dict[str, Any] = field(default_factory=dict)  # e.g. {initial: 1.0, decay: 0.9} for anneal
+    code_temperature: float = 2.0
+    hard_switch_epoch: int | None = 0  # epoch from which inputs are straight-through one-hots; null = never
+    code_gradient: str = "raw"  # raw | calibrated: units of the loss's pull on the codes (README, DIGER)
+    target_gradient: bool = False  # True: the loss may also move the target's codes (collapses them; README)
+    tokenizer_learning_rate: float = 1e-5
+    sigma_learning_rate: float = 1e-3
+    reassign_codes: bool = True
+
+
+def code_balance_loss(code_probs: torch.Tensor) -> torch.Tensor:
+    """DIGER's balance term: ``sum_k |mean_batch p_k - 1/K|`` per level, averaged over levels.
+
+    ``code_probs`` (n, L, K): soft code distributions of a batch's items. Zero when the batch uses
+    every code equally on average; at most ``2 (1 - 1/K)`` when all mass sits on one code.
+    """
+    size = code_probs.size(-1)
+    return (code_probs.mean(dim=0) - 1.0 / size).abs().sum(dim=-1).mean()
+
+
+@register_objective
+class QuantizerObjective(Objective):
+    """The RQ-VAE's own loss (reconstruction + quantisation) on the batch's items, in joint training.
+
+    Keeps the codebooks a good quantiser of the content while the recommendation loss moves them.
+    ``balance`` > 0 adds :func:`code_balance_loss` with that weight (DIGER sets 0.1 where used).
+    """
+
+    name = "quantizer"
+
+    def __init__(self, weight: float = 1.0, balance: float = 0.0):
+        super().__init__(weight)
+        self.balance = float(balance)
+
+    def __call__(self, model, inputs, outputs):
+        if getattr(outputs, "quantizer_loss", None) is None:
+            raise ValueError(
+                "objective 'quantizer' needs the tokenizer inside training: set `joint: {enabled: true}` in the "
+                "recipe, or drop `quantizer` from training.objectives"
+            )
+        loss, figures = outputs.quantizer_loss, {}
+        if self.balance:
+            balance = code_balance_loss(outputs.code_probs)
+            loss = loss + self.balance * balance
+            figures["code_balance"] = balance.item()
+        return loss, figures
+
+
+def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
+    """DIGER's rules: a trainable tokenizer needs the RQ-VAE loss; the strategy and options must exist."""
+    joint = recipe.joint
+    if joint.enabled and joint.trainable and "quantizer" not in objectives:
+        raise RecipeError(
+            "joint.enabled with a trainable tokenizer needs the RQ-VAE loss to keep the codebooks a quantiser "
+            "of the content: add `quantizer: 1.0` to training.objectives (or set joint.trainable: false)"
+        )
+    if "quantizer" in objectives and not joint.enabled:
+        raise RecipeError("objective `quantizer` trains the tokenizer with the recommender: set `joint.enabled: true`")
+    try:
+        build_uncertainty_decay(joint.uncertainty_decay, 1, 2, **joint.decay_options)
+    except (TypeError, ValueError) as error:  # unknown strategy, option or value
+        message = f"joint.uncertainty_decay={joint.uncertainty_decay!r} with {joint.decay_options}: {error}"
+        raise RecipeError(message) from error
+
+
+def build_joint_model(
+    recipe: Recipe,
+    config: SIDT5Config,
+    fit: QuantizerFit,
+    embeddings: torch.Tensor,
+    tokenizer: SemanticIDTokenizer,
+    learning_rates: dict[str, float],
+) -> tuple[JointSIDT5, dict[str, float], list]:
+    """The joint recommender, its per-prefix learning rates (tokenizer, sigma) and its callbacks."""
+    joint = recipe.joint
+    decay = build_uncertainty_decay(
+        joint.uncertainty_decay, fit.quantizer.config.num_levels, config.codebook_size, **joint.decay_options
+    )
+    model = JointSIDT5.from_recommender_config(
+        config,
+        fit.quantizer,
+        embeddings,
+        fit.codes,
+        decay,
+        code_temperature=joint.code_temperature,
+        hard_switch_epoch=joint.hard_switch_epoch,
+        trainable=joint.trainable,
+        code_gradient=joint.code_gradient,
+        target_gradient=joint.target_gradient,
+    )
+    learning_rates = dict(learning_rates)
+    learning_rates.setdefault("quantizer.", joint.tokenizer_learning_rate)
+    if any(param.requires_grad for param in decay.parameters()):
+        learning_rates.setdefault("uncertainty_decay.", joint.sigma_learning_rate)
+    callbacks = [UncertaintyDecayCallback(model), LivingCodesCallback(tokenizer, reassign=joint.reassign_codes)]
+    return model, learning_rates, callbacks
+
+
+__all__ = [
+    "STRATEGIES",
+    "JointOutput",
+    "JointRecipe",
+    "JointSIDT5",
+    "LivingCodesCallback",
+    "QuantizerObjective",
+    "UncertaintyDecay",
+    "UncertaintyDecayCallback",
+    "build_joint_model",
+    "build_uncertainty_decay",
+    "check_recipe",
+    "code_balance_loss",
+]

@@ -1,0 +1,162 @@
+"""DMRec (SIGIR 2025): distribution matching between the collaborative and the language space.
+
+Two backbones carry it: DMRec-T5 (SID-T5 with Gaussian heads, the meta-network and a memory token
+for ``z``; recipe ``dmrec: {enabled: true}``) and the paper's own Mult-VAE setting (recipe
+``task: collaborative``). Both are trained with the ``dmrec`` objective, whose strategy (GODM, CPDM,
+MDDM, or ``none`` for the base VAE) and ``beta`` are its options. This module holds the objective,
+the two recipe sections, their rules and the model builders the pipeline calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from ...modeling.configuration_dmrec_t5 import DMRecT5Config
+from ...modeling.configuration_mult_vae import MultVAEConfig
+from ...modeling.gaussian_matching import MATCHING_STRATEGIES, matching_loss
+from ...modeling.modeling_dmrec_t5 import DMRecT5ForConditionalGeneration
+from ...modeling.modeling_mult_vae import MultVAEForCollaborativeFiltering
+from ..errors import RecipeError
+from ..objectives import Objective, build_objectives, register_objective
+
+if TYPE_CHECKING:
+    from ...modeling.configuration_sid_t5 import SIDT5Config
+    from ..recipe import Recipe
+
+
+@dataclass
+class DMRecRecipe:
+    """DMRec on SID-T5 (``enabled: true``): Gaussian heads, the meta-network and a memory token for ``z``.
+
+    The matching strategy and its ``beta`` are the ``dmrec`` objective's options in
+    ``training.objectives``; this section shapes the model.
+    """
+
+    enabled: bool = False
+    latent_size: int = 64
+    meta_hidden_size: int = 600
+    combine_posteriors: bool = True
+
+
+@dataclass
+class MultVAERecipe:
+    """DMRec's own setting (``task: collaborative``): Mult-VAE on a random split of each user's items.
+
+    The meta-network is built when the ``dmrec`` objective's strategy is not ``none``.
+    """
+
+    hidden_size: int = 600
+    latent_size: int = 200
+    dropout: float = 0.3
+    meta_hidden_size: int = 600
+    combine_posteriors: bool = True
+    split: list[int] = field(default_factory=lambda: [3, 1, 1])
+    eval_every_epochs: int = 3
+
+
+@register_objective
+class DMRecObjective(Objective):
+    """DMRec's distribution matching between ``q(z | x)`` and the meta-network's ``p(z | s)``.
+
+    ``strategy`` is ``mddm`` (the default), ``godm``, ``cpdm`` or ``none`` (the base VAE's
+    ``beta * KL(q || N(0, I))``), with ``beta`` the strategy's weight; the formulas are in
+    :mod:`sidrec.modeling.gaussian_matching`. Works with any model whose output carries
+    ``posterior``, ``collaborative`` and ``language`` Gaussians (DMRec-T5, Mult-VAE).
+    """
+
+    name = "dmrec"
+
+    def __init__(self, weight: float = 1.0, strategy: str = "mddm", beta: float = 0.5):
+        super().__init__(weight)
+        if strategy not in MATCHING_STRATEGIES:
+            raise ValueError(f"dmrec strategy must be one of {MATCHING_STRATEGIES}, got {strategy!r}")
+        if not 0.0 <= float(beta) <= (1.0 if strategy == "mddm" else float("inf")):
+            raise ValueError(f"dmrec beta must be >= 0 (and <= 1 for mddm), got {beta}")
+        self.strategy, self.beta = strategy, float(beta)
+
+    def __call__(self, model, inputs, outputs):
+        if getattr(outputs, "posterior", None) is None:
+            raise ValueError(
+                "objective 'dmrec' needs a model with Gaussian heads: use a DMRec model "
+                "(recipe `dmrec: {enabled: true}` for SID-T5, or `task: collaborative` for Mult-VAE)"
+            )
+        if self.strategy != "none" and outputs.language is None:
+            raise ValueError(
+                f"dmrec strategy {self.strategy!r} needs the language-space meta-network; the model was built "
+                "without text embeddings (set the strategy to `none` for the base model)"
+            )
+        loss, terms = matching_loss(
+            self.strategy, outputs.posterior, outputs.language, self.beta, collaborative=outputs.collaborative
+        )
+        return loss, {f"dmrec/{name}": value.item() for name, value in terms.items()}
+
+
+def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
+    """DMRec-T5 needs its objective and static codes; the objective needs a model with Gaussian heads."""
+    if recipe.task == "collaborative":
+        collaborative_objective(recipe)
+        return
+    if "dmrec" in objectives and not recipe.dmrec.enabled:
+        raise RecipeError(
+            "objective `dmrec` matches the Gaussians of DMRec-T5: set `dmrec: {enabled: true}` "
+            "(or `task: collaborative` for the Mult-VAE setting)"
+        )
+    if recipe.dmrec.enabled and recipe.joint.enabled:
+        raise RecipeError("dmrec.enabled and joint.enabled cannot be combined yet: DMRec-T5 trains over static codes")
+    if recipe.dmrec.enabled and "dmrec" not in objectives:
+        raise RecipeError(
+            "dmrec.enabled without the `dmrec` objective leaves the Gaussians unregularised: add "
+            "`dmrec: {strategy: mddm, beta: 0.5}` to training.objectives"
+        )
+
+
+def collaborative_objective(recipe: Recipe) -> DMRecObjective:
+    """The recipe's ``dmrec`` objective; the collaborative task always has one (``none`` = plain Mult-VAE)."""
+    objectives = build_objectives(recipe.training.objectives)
+    if set(objectives) != {"ce", "dmrec"}:
+        raise RecipeError(
+            "task: collaborative trains Mult-VAE with `ce` (its multinomial likelihood) and `dmrec` "
+            "(strategy none | godm | cpdm | mddm); set training.objectives to "
+            "{ce: 1.0, dmrec: {strategy: mddm, beta: 0.5}}"
+        )
+    return objectives["dmrec"]
+
+
+def build_dmrec_t5(recipe: Recipe, config: SIDT5Config, embeddings: torch.Tensor) -> DMRecT5ForConditionalGeneration:
+    """DMRec-T5 over the codes ``config`` describes, carrying the items' text embeddings for the meta-network."""
+    model = DMRecT5ForConditionalGeneration(
+        DMRecT5Config(
+            num_items=embeddings.size(0),
+            text_embedding_size=embeddings.size(1),
+            latent_size=recipe.dmrec.latent_size,
+            meta_hidden_size=recipe.dmrec.meta_hidden_size,
+            combine_posteriors=recipe.dmrec.combine_posteriors,
+            num_code_levels=config.num_code_levels,
+            codebook_size=config.codebook_size,
+            **dataclasses.asdict(recipe.model),
+        )
+    )
+    model.set_item_text_embeddings(embeddings)
+    return model
+
+
+def build_mult_vae(recipe: Recipe, num_items: int, embeddings: torch.Tensor | None) -> MultVAEForCollaborativeFiltering:
+    """Mult-VAE from the recipe; with ``embeddings`` it carries the meta-network over them."""
+    m = recipe.mult_vae
+    config = MultVAEConfig(
+        num_items=num_items,
+        hidden_size=m.hidden_size,
+        latent_size=m.latent_size,
+        dropout=m.dropout,
+        text_embedding_size=0 if embeddings is None else embeddings.size(1),
+        meta_hidden_size=m.meta_hidden_size,
+        combine_posteriors=m.combine_posteriors,
+    )
+    model = MultVAEForCollaborativeFiltering(config)
+    if embeddings is not None:
+        model.set_item_text_embeddings(embeddings)
+    return model

@@ -1,0 +1,61 @@
+"""From item text to semantic IDs: embed the catalogue, fit the RQ-VAE, build the tokenizer."""
+
+from __future__ import annotations
+
+import torch
+from accelerate import PartialState
+
+from ...tokenization.configuration_quantizer import SemanticIDQuantizerConfig
+from ...tokenization.tokenization_semantic_id import SemanticIDTokenizer
+from ..data import SequentialData
+from ..embeddings import embed_texts
+from ..fit_quantizer import QuantizerFit, fit_quantizer
+from ..recipe import EmbeddingRecipe, Recipe
+
+# QuantizerRecipe fields that are SemanticIDQuantizerConfig arguments (the rest drive the fit).
+QUANTIZER_ARCHITECTURE_KEYS = ("hidden_dims", "latent_dim", "num_levels", "codebook_size", "commitment_beta", "dropout")
+
+
+def embed_catalogue(recipe: Recipe | EmbeddingRecipe, data: SequentialData) -> torch.Tensor:
+    """Text embeddings (N, d) of every item (cached; the main process computes them first)."""
+    settings = recipe.embeddings if isinstance(recipe, Recipe) else recipe
+    state = PartialState()
+    with state.main_process_first():
+        return embed_texts(
+            data.item_texts,
+            model_name_or_path=settings.model,
+            max_seq_length=settings.max_seq_length,
+            batch_size=settings.batch_size,
+            cache_dir=settings.cache_dir,
+            show_progress_bar=state.is_main_process,
+        )
+
+
+def build_codes(recipe: Recipe, embeddings: torch.Tensor) -> QuantizerFit:
+    """Fit the RQ-VAE on the catalogue's embeddings and give every item a unique code."""
+    q = recipe.quantizer
+    config = SemanticIDQuantizerConfig(
+        input_dim=embeddings.size(1),
+        **{name: getattr(q, name) for name in QUANTIZER_ARCHITECTURE_KEYS},
+    )
+    return fit_quantizer(
+        embeddings,
+        config,
+        epochs=q.epochs,
+        batch_size=q.batch_size,
+        learning_rate=q.learning_rate,
+        kmeans_init=q.kmeans_init,
+        seed=recipe.seed,
+    )
+
+
+def build_tokenizer(recipe: Recipe, fit: QuantizerFit) -> SemanticIDTokenizer:
+    """The tokenizer over the fitted codes, carrying the quantizer that produced them."""
+    return SemanticIDTokenizer(
+        item_codes=fit.codes,
+        quantizer=fit.quantizer,
+        num_levels=fit.codes.size(1),
+        codebook_size=recipe.quantizer.codebook_size,
+        num_user_buckets=recipe.model.num_user_buckets,
+        max_history=recipe.data.max_history,
+    )

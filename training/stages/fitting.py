@@ -1,0 +1,52 @@
+"""Training: ``TrainingArguments`` from the recipe, and the one ``SIDTrainer`` every task uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainingArguments
+
+from ..recipe import Recipe
+
+
+def training_arguments(recipe: Recipe, output_dir: Path, overrides: dict[str, Any] | None = None) -> TrainingArguments:
+    """``TrainingArguments`` from the recipe; evaluation and saving share one schedule (best model kept)."""
+    t = recipe.training
+    strategy = "steps" if t.eval_steps else "epoch"
+    values = dict(
+        output_dir=str(output_dir / "checkpoints"),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=recipe.evaluation.batch_size,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type=t.lr_scheduler_type,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=t.eval_steps,
+        save_steps=t.eval_steps,
+        logging_steps=t.logging_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="ndcg@10",
+        greater_is_better=True,
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
+        report_to="none",
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    values.update(overrides or {})
+    return TrainingArguments(**values)
+
+
+def with_lengths(split):
+    """Add the history length, which ``group_by_length`` batches by to avoid padding short histories."""
+    return split.add_column("length", [len(history) for history in split["history"]])

@@ -1,0 +1,79 @@
+"""The model a recipe trains: built fresh for its method, or loaded from a saved run to fine-tune."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from transformers import TrainerCallback, set_seed
+
+from ...modeling.configuration_sid_t5 import SIDT5Config
+from ...modeling.modeling_dmrec_t5 import DMRecT5ForConditionalGeneration
+from ...modeling.modeling_sid_t5 import SIDT5ForConditionalGeneration
+from ...tokenization.semantic_codes import code_statistics
+from ...tokenization.tokenization_semantic_id import SemanticIDTokenizer
+from ..data import SequentialData
+from ..errors import RecipeError
+from ..finetune import load_base_model
+from ..methods import build_objectives
+from ..methods.diger import build_joint_model
+from ..methods.dmrec import build_dmrec_t5
+from ..recipe import Recipe
+from .codes import build_codes, build_tokenizer, embed_catalogue
+
+
+@dataclass
+class BuiltModel:
+    """A recommender ready to train, with what the trainer needs beside it."""
+
+    model: SIDT5ForConditionalGeneration
+    tokenizer: SemanticIDTokenizer
+    code_stats: dict[str, float]
+    learning_rates: dict[str, float] = field(default_factory=dict)  # parameter-name prefix -> learning rate
+    callbacks: list[TrainerCallback] = field(default_factory=list)
+
+
+def build_recommender(recipe: Recipe, data: SequentialData, say=print) -> BuiltModel:
+    """A new recommender for ``data``: embeddings -> RQ-VAE codes -> tokenizer -> the method's model.
+
+    TIGER: a plain SID-T5 over the fitted codes; ``dmrec.enabled``: DMRec-T5; ``joint.enabled``
+    (DIGER): the joint model that holds the quantizer, with its learning rates and callbacks.
+    """
+    embeddings = embed_catalogue(recipe, data)
+    fit = build_codes(recipe, embeddings)
+    say(fit.summary())
+    tokenizer = build_tokenizer(recipe, fit)
+    set_seed(recipe.seed)
+    config = SIDT5Config(
+        num_code_levels=fit.codes.size(1),
+        codebook_size=recipe.quantizer.codebook_size,
+        **dataclasses.asdict(recipe.model),  # ModelRecipe's fields are SIDT5Config arguments
+    )
+    learning_rates = dict(recipe.training.learning_rates)
+    if recipe.dmrec.enabled:
+        return BuiltModel(build_dmrec_t5(recipe, config, embeddings), tokenizer, fit.stats, learning_rates)
+    if recipe.joint.enabled:
+        model, learning_rates, callbacks = build_joint_model(recipe, config, fit, embeddings, tokenizer, learning_rates)
+        return BuiltModel(model, tokenizer, fit.stats, learning_rates, callbacks)
+    return BuiltModel(SIDT5ForConditionalGeneration(config), tokenizer, fit.stats, learning_rates)
+
+
+def load_for_finetuning(recipe: Recipe, data: SequentialData, say=print) -> BuiltModel:
+    """The saved model named by ``finetune.from_model``, its tokenizer and its codes' statistics.
+
+    The recipe's ``model`` and quantizer shape are set from the saved model, so the run's
+    ``recipe.yaml`` and model card describe the network that was actually fine-tuned.
+    """
+    model, tokenizer = load_base_model(recipe.finetune.from_model, data)
+    if "dmrec" in build_objectives(recipe.training.objectives) and not isinstance(
+        model, DMRecT5ForConditionalGeneration
+    ):
+        raise RecipeError("objective `dmrec` needs a DMRec-T5 base model; finetune.from_model is not one")
+    for name in dataclasses.asdict(recipe.model):
+        setattr(recipe.model, name, getattr(model.config, name))
+    recipe.quantizer.num_levels = tokenizer.num_levels - 1  # the saved codes end with the collision level
+    recipe.quantizer.codebook_size = tokenizer.codebook_size
+    say(f"Fine-tuning {recipe.finetune.from_model} ({type(model).__name__}, {tokenizer.num_items:,} items)")
+    set_seed(recipe.seed)
+    stats = code_statistics(tokenizer.item_codes[:, :-1], tokenizer.codebook_size)
+    return BuiltModel(model, tokenizer, stats, dict(recipe.training.learning_rates))

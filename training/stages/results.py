@@ -1,0 +1,57 @@
+"""After training: the test ranking against the popularity floor, the flat metrics, the printout."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..data import SequentialData
+from ..ranking import PopularityRanker, evaluate_ranker
+
+
+def popularity_metrics(data: SequentialData, test_split, ks: list[int]) -> dict[str, float]:
+    """The floor every number stands next to: training-count popularity on the same test users."""
+    popularity = evaluate_ranker(PopularityRanker(data.train_item_counts()), test_split, tuple(ks))
+    return {f"test/popularity/{key}": value for key, value in popularity.items()}
+
+
+def prefixed(metrics: dict[str, Any], source: str, target: str) -> dict[str, Any]:
+    """``test_recall@10`` -> ``test/recall@10``: the trainer's keys as ``metrics.json`` spells them."""
+    return {f"{target}{key[len(source) :]}": value for key, value in metrics.items() if key.startswith(source)}
+
+
+def training_figures(trainer, train_result, train_seconds: float, best_metric_name: str) -> dict[str, Any]:
+    """What the training loop cost and reached."""
+    return {
+        "train/loss": train_result.training_loss,
+        "train/epochs": trainer.state.epoch,
+        "train/steps": trainer.state.global_step,
+        "train/processes": trainer.accelerator.num_processes,
+        "train/seconds": train_seconds,
+        "train/examples_per_second": train_result.metrics.get("train_samples_per_second", math.nan),
+        f"validation/best_{best_metric_name}": trainer.state.best_metric,
+    }
+
+
+def format_results(metrics: dict[str, float], ks: list[int]) -> str:
+    """A small text table of the method against the popularity floor."""
+    header = "          " + "  ".join(f"{name}@{k:<3}" for name in ("Recall", "NDCG") for k in ks)
+    rows = [header]
+    for label, prefix in (("SID-T5   ", "test/"), ("Popularity", "test/popularity/")):
+        values = [metrics[f"{prefix}{name}@{k}"] for name in ("recall", "ndcg") for k in ks]
+        rows.append(f"{label:<10}" + "  ".join(f"{v:>9.4f}" for v in values))
+    return "\n".join(rows)
+
+
+def show_recommendations(model, tokenizer, data: SequentialData, user: int, say=print, top_k: int = 10) -> None:
+    """Print one test user's recent history and top-k recommendations with titles."""
+    row = data.splits["test"][user]
+    result = model.recommend([row["history"]], tokenizer, top_k=top_k, users=[row["user"]])
+    say(f"\nUser {data.user_ids[row['user']]} recently interacted with:")
+    for item in row["history"][-5:]:
+        say(f"    {data.item_titles[item][:90]}")
+    say(f"Held-out next item: {data.item_titles[row['target']][:90]}")
+    say(f"Top-{top_k} recommendations:")
+    for rank, (item, score) in enumerate(zip(result.items[0].tolist(), result.scores[0].tolist()), start=1):
+        mark = "  <- held-out item" if item == row["target"] else ""
+        say(f"{rank:>4}. [{score:7.3f}] {data.item_titles[item][:90]}{mark}")

@@ -1,0 +1,63 @@
+"""The run directory: claimed at the start (never overwritten silently), filled at the end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from accelerate import PartialState
+from transformers import set_seed
+
+from ...model_cards.card import ADAPTER_DIR
+from ...model_cards.plots import plot_training
+from ..errors import RecipeError
+from ..recipe import Recipe
+
+
+def prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
+    """Refuse to write over a finished run unless asked to, so results are never lost silently."""
+    finished = (output_dir / "metrics.json").exists() or (output_dir / "model").exists()
+    if finished and not overwrite:
+        raise RecipeError(
+            f"{output_dir} already holds a run (metrics.json or model/). Choose another output_dir "
+            "(e.g. output_dir=runs/my-run) or pass --overwrite_output_dir to replace it."
+        )
+    if finished and PartialState().is_main_process:
+        for name in ("model", ADAPTER_DIR, "checkpoints", "metrics.json"):
+            target = output_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+
+
+def start_run(recipe: Recipe, overwrite_output_dir: bool):
+    """What every task does first: claim the output directory, set threads and seed.
+
+    Returns the process state, a ``print`` that only the main process speaks through, and the
+    output directory.
+    """
+    state = PartialState()
+    say = print if state.is_main_process else (lambda *a, **k: None)
+    output_dir = Path(recipe.output_dir)
+    prepare_output_dir(output_dir, overwrite_output_dir)
+    state.wait_for_everyone()
+    if recipe.training.torch_threads:
+        torch.set_num_threads(recipe.training.torch_threads)
+    set_seed(recipe.seed)
+    return state, say, output_dir
+
+
+def write_run_files(output_dir: Path, recipe: Recipe, metrics: dict[str, Any], log_history: list[dict]) -> None:
+    """``training.png``, ``recipe.yaml`` (the recipe as run) and ``metrics.json`` of a finished run."""
+    plot_training(log_history, output_dir / "training.png", title=recipe.name)
+    (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+def saved_sizes(output_dir: Path) -> dict[str, int]:
+    """Bytes of the saved weights: the full model and, for a PEFT run, the adapter alone."""
+    files = {"model_bytes": output_dir / "model" / "model.safetensors"}
+    files["adapter_bytes"] = output_dir / ADAPTER_DIR / "adapter_model.safetensors"
+    return {f"finetune/{name}": path.stat().st_size for name, path in files.items() if path.exists()}
