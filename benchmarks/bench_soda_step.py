@@ -22,11 +22,11 @@ import torch
 import sidrec  # noqa: F401
 from sidrec import SemanticIDTokenizer, SIDT5Config
 from sidrec.training.data import SemanticIDCollator, load_sequential_data
-from sidrec.training.methods.diger import JointSIDT5
 from sidrec.training.methods import build_objectives
+from sidrec.training.methods.diger import JointSIDT5
+from sidrec.training.methods.diger.uncertainty_decay import build_uncertainty_decay
 from sidrec.training.pipeline import build_codes, embed_catalogue
 from sidrec.training.recipe import load_recipe
-from sidrec.training.methods.diger.uncertainty_decay import build_uncertainty_decay
 
 
 def step_seconds(model, optimizer, objectives, batches) -> list[float]:

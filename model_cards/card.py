@@ -77,7 +77,7 @@ def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> ModelC
     card_data = ModelCardData(
         library_name="transformers",
         license="apache-2.0",
-        tags=TAGS + [context["method_id"]],
+        tags=TAGS + _method_tags(context),
         datasets=[context["dataset_id"]],
         metrics=[name for name, _ in RANKING_METRICS],
         model_name=context["model_name"],
@@ -410,6 +410,12 @@ def _method(recipe: dict[str, Any]) -> tuple[str, str]:
     base, _, plug_in = name.partition("+")
     label = "DIGER" if base.startswith("diger") else METHOD_LABELS.get(base, base.upper())
     return name, label + (" + SODA" if plug_in == "soda" else "")
+
+
+def _method_tags(context: dict[str, Any]) -> list[str]:
+    """Hub tags for the method: each family in the label (``tiger``, ``soda``) and the exact method name."""
+    families = [part.strip().lower() for part in context["method"].split("+")]
+    return list(dict.fromkeys([*families, context["method_id"]]))
 
 
 def _soda_settings(recipe: dict[str, Any]) -> dict[str, Any] | None:

@@ -189,4 +189,4 @@ def test_a_toy_objective_from_one_new_file_runs_through_a_recipe(tmp_path, monke
     history = (tmp_path / "run" / "checkpoints").glob("checkpoint-*/trainer_state.json")
     logged = [row for path in history for row in json.loads(path.read_text())["log_history"]]
     assert any("loss_toy_logit_penalty" in row and "toy/logit_l2" in row for row in logged)
-    assert metrics["method"] == "tiger" and 0.0 <= metrics["test/recall@10"] <= 1.0
+    assert metrics["run/method"] == "tiger" and 0.0 <= metrics["test/recall@10"] <= 1.0

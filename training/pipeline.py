@@ -60,7 +60,7 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
     test_split = data.splits["test"]
     if e.max_test_users:
         test_split = test_split.select(range(min(e.max_test_users, len(test_split))))
-    metrics: dict[str, Any] = {"method": method_name(recipe)}
+    metrics: dict[str, Any] = {"run/method": method_name(recipe)}
     if recipe.finetune.from_model:  # the saved model as it is, on the same test users: what fine-tuning buys
         base = evaluate_ranker(GenerativeRanker(model, tokenizer, e.num_beams, e.batch_size), test_split, tuple(ks))
         say("Base model before fine-tuning: " + ", ".join(f"{k} {v:.4f}" for k, v in base.items() if "@10" in k))
@@ -186,7 +186,7 @@ def run_collaborative(recipe: Recipe, overwrite_output_dir: bool = False) -> dic
     train_seconds = time.time() - train_started
     test = trainer.evaluate(splits["test"], metric_key_prefix="test")
 
-    metrics: dict[str, Any] = {"method": method_name(recipe), **prefixed(test, "test_", "test/")}
+    metrics: dict[str, Any] = {"run/method": method_name(recipe), **prefixed(test, "test_", "test/")}
     metrics.update({f"data/{k}": v for k, v in data.stats().items() if not k.endswith("_examples")})
     metrics.update({"dmrec/strategy": objective.strategy, "dmrec/beta": objective.beta})
     figures = training_figures(trainer, train_result, train_seconds, "recall@20")

@@ -20,7 +20,7 @@ from . import diger, dmrec, soda
 if TYPE_CHECKING:
     from ..recipe import Recipe
 
-METHOD_MODULES = (diger, soda, dmrec)
+METHOD_MODULES = (dmrec, diger, soda)  # the order their rules are checked in
 
 
 def check_method_settings(recipe: Recipe) -> dict[str, Objective]:
