@@ -10,10 +10,12 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoToken
 
 from .modeling.configuration_dmrec_t5 import DMRecT5Config
 from .modeling.configuration_mult_vae import MultVAEConfig
+from .modeling.configuration_sasrec import SASRecConfig
 from .modeling.configuration_sid_t5 import SIDT5Config
 from .modeling.logits_process_sid import PrefixTrieLogitsProcessor
 from .modeling.modeling_dmrec_t5 import DMRecT5ForConditionalGeneration
 from .modeling.modeling_mult_vae import MultVAEForCollaborativeFiltering
+from .modeling.modeling_sasrec import SASRecForSequentialRecommendation
 from .modeling.modeling_sid_t5 import Recommendations, SIDT5ForConditionalGeneration
 from .tokenization.configuration_quantizer import SemanticIDQuantizerConfig
 from .tokenization.modeling_quantizer import SemanticIDQuantizer
@@ -32,6 +34,8 @@ AutoModelForSeq2SeqLM.register(DMRecT5Config, DMRecT5ForConditionalGeneration, e
 AutoTokenizer.register(DMRecT5Config, tokenizer_class=SemanticIDTokenizer, exist_ok=True)
 AutoConfig.register(MultVAEConfig.model_type, MultVAEConfig, exist_ok=True)
 AutoModel.register(MultVAEConfig, MultVAEForCollaborativeFiltering, exist_ok=True)
+AutoConfig.register(SASRecConfig.model_type, SASRecConfig, exist_ok=True)
+AutoModel.register(SASRecConfig, SASRecForSequentialRecommendation, exist_ok=True)
 AutoConfig.register(SemanticIDQuantizerConfig.model_type, SemanticIDQuantizerConfig, exist_ok=True)
 AutoModel.register(SemanticIDQuantizerConfig, SemanticIDQuantizer, exist_ok=True)
 
@@ -42,6 +46,8 @@ DMRecT5Config.register_for_auto_class()
 DMRecT5ForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
 MultVAEConfig.register_for_auto_class()
 MultVAEForCollaborativeFiltering.register_for_auto_class("AutoModel")
+SASRecConfig.register_for_auto_class()
+SASRecForSequentialRecommendation.register_for_auto_class("AutoModel")
 SemanticIDTokenizer.register_for_auto_class("AutoTokenizer")
 
 
@@ -60,6 +66,8 @@ __all__ = [
     "PrefixTrie",
     "PrefixTrieLogitsProcessor",
     "Recommendations",
+    "SASRecConfig",
+    "SASRecForSequentialRecommendation",
     "SIDT5Config",
     "SIDT5ForConditionalGeneration",
     "SemanticIDQuantizer",

@@ -5,6 +5,8 @@ it, the Trainer shards the batches, and only the main process writes the final a
 
 - ``task: sequential`` (TIGER, DIGER, SODA, DMRec-T5, fine-tuning): data -> embeddings -> RQ-VAE
   codes -> the method's model -> ``SIDTrainer`` -> full-ranking test -> saved run with its card.
+- ``sasrec.enabled`` (the ID-based floor): data -> SASRec on each user's full training sequence ->
+  ``SIDTrainer`` with a sequence ranker -> the same leave-one-out test -> saved run.
 - ``task: collaborative`` (DMRec's Mult-VAE setting): data -> random 3:1:1 split -> Mult-VAE ->
   ``SIDTrainer`` with an item-set ranker -> test -> saved run.
 """
@@ -19,13 +21,14 @@ from transformers import EarlyStoppingCallback, set_seed
 
 from ..model_cards.card import ADAPTER_DIR, write_model_card
 from ..tokenization.semantic_codes import code_statistics
-from .data import SemanticIDCollator, load_sequential_data, random_split, write_item_table
+from .data import NextItemCollator, SemanticIDCollator, load_sequential_data, random_split, write_item_table
 from .data.item_sets import ItemSetCollator
 from .finetune import last_examples_per_user, parameter_counts, wrap_with_adapter
 from .methods import build_objectives, method_name
 from .methods.diger import JointSIDT5
 from .methods.dmrec import build_mult_vae, collaborative_objective
-from .ranking import GenerativeRanker, ItemSetRanker, evaluate_ranker
+from .methods.sasrec import build_sasrec
+from .ranking import GenerativeRanker, ItemSetRanker, SequenceRanker, evaluate_ranker
 from .recipe import Recipe, check_recipe
 from .stages.codes import build_codes, embed_catalogue
 from .stages.fitting import training_arguments, with_lengths
@@ -34,7 +37,7 @@ from .stages.results import format_results, popularity_metrics, prefixed, show_r
 from .stages.run_dir import saved_sizes, start_run, write_run_files
 from .trainer import SIDTrainer
 
-__all__ = ["build_codes", "embed_catalogue", "run", "run_collaborative", "run_sequential"]
+__all__ = ["build_codes", "embed_catalogue", "run", "run_collaborative", "run_sasrec", "run_sequential"]
 
 
 def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: dict[str, Any] | None = None) -> dict:
@@ -42,6 +45,8 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     check_recipe(recipe)
     if recipe.task == "collaborative":
         return run_collaborative(recipe, overwrite_output_dir)
+    if recipe.sasrec.enabled:
+        return run_sasrec(recipe, overwrite_output_dir, trainer_overrides)
     return run_sequential(recipe, overwrite_output_dir, trainer_overrides)
 
 
@@ -135,6 +140,55 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
         say(format_results(metrics, ks))
         say(f"Saved model, tokenizer and model card ({card}) to {model_dir}; metrics to {output_dir / 'metrics.json'}")
         show_recommendations(model, tokenizer, data, e.show_user, say)
+    state.wait_for_everyone()
+    return metrics
+
+
+def run_sasrec(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: dict | None = None) -> dict:
+    """SASRec on the same leave-one-out users and full-ranking metrics as the semantic-ID models."""
+    state, say, output_dir = start_run(recipe, overwrite_output_dir)
+    started = time.time()
+    data = load_sequential_data(recipe.data, verbose=state.is_main_process)
+    set_seed(recipe.seed)
+    model = build_sasrec(recipe, data.num_items)
+    say(f"SASRec ({recipe.sasrec.loss_type}): {sum(p.numel() for p in model.parameters()):,} parameters")
+    train_split = last_examples_per_user(data.splits["train"], 1)  # each user's full sequence, every step supervised
+    e, ks = recipe.evaluation, list(recipe.evaluation.ks)
+    test_split = data.splits["test"]
+    if e.max_test_users:
+        test_split = test_split.select(range(min(e.max_test_users, len(test_split))))
+    trainer = SIDTrainer(
+        model=model,
+        args=training_arguments(recipe, output_dir, trainer_overrides),
+        train_dataset=with_lengths(train_split),
+        eval_dataset=data.splits["validation"],
+        data_collator=NextItemCollator(model.config.max_seq_length),
+        objectives=build_objectives(recipe.training.objectives),
+        ranking_ks=tuple(ks),
+        max_eval_users=e.max_validation_users,
+        ranker=lambda trained: SequenceRanker(trained, e.batch_size),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience)],
+    )
+    train_started = time.time()
+    train_result = trainer.train()
+    train_seconds = time.time() - train_started
+    eval_started = time.time()
+    test = trainer.evaluate(test_split, metric_key_prefix="test")
+    eval_seconds = time.time() - eval_started
+
+    metrics: dict[str, Any] = {"run/method": method_name(recipe), **prefixed(test, "test_", "test/")}
+    metrics.update(popularity_metrics(data, test_split, ks))
+    metrics.update({f"data/{k}": v for k, v in data.stats().items()})
+    metrics.update(training_figures(trainer, train_result, train_seconds, "ndcg@10"))
+    metrics.update({"test/seconds": eval_seconds, "total/seconds": time.time() - started})
+    if state.is_main_process:
+        model_dir = output_dir / "model"
+        model.save_pretrained(str(model_dir))
+        write_item_table(model_dir, data.item_ids, data.item_titles)
+        write_run_files(output_dir, recipe, metrics, trainer.state.log_history)
+        say(f"\nTest, {len(test_split):,} users, full ranking over {data.num_items:,} items:")
+        say(format_results(metrics, ks, label="SASRec"))
+        say(f"Saved the model to {model_dir}; metrics to {output_dir / 'metrics.json'}")
     state.wait_for_everyone()
     return metrics
 

@@ -4,7 +4,7 @@ Every model that ranks items answers through a :class:`Ranker` (in the spirit of
 ``full_sort_predict``): ``rank(rows, top_k) -> Recommendations``, where ``rows`` are a split's
 columns (``history`` and ``user`` for the sequential task, ``items`` for item sets). One
 evaluation (:func:`evaluate_ranker`), one ``Trainer`` (``SIDTrainer``) and one pipeline then serve
-SID-T5 and its variants, Mult-VAE and popularity alike. The targets come from the rows too: the
+SID-T5 and its variants, SASRec, Mult-VAE and popularity alike. The targets come from the rows too: the
 leave-one-out ``target`` column, or the ``held_out`` item sets of DMRec's 3:1:1 split.
 """
 
@@ -62,6 +62,16 @@ class ItemSetRanker:
 
     def rank(self, rows: Rows, top_k: int, description: str = "ranking") -> Recommendations:
         return self.model.recommend(rows["items"], top_k=top_k, batch_size=self.batch_size)
+
+
+class SequenceRanker:
+    """SASRec: the last position's state scored against every item (history items stay candidates)."""
+
+    def __init__(self, model, batch_size: int = 256):
+        self.model, self.batch_size = model, batch_size
+
+    def rank(self, rows: Rows, top_k: int, description: str = "ranking") -> Recommendations:
+        return self.model.recommend(rows["history"], top_k=top_k, batch_size=self.batch_size)
 
 
 class PopularityRanker:

@@ -21,6 +21,7 @@ from .errors import RecipeError
 from .methods import check_method_settings
 from .methods.diger import JointRecipe
 from .methods.dmrec import DMRecRecipe, MultVAERecipe
+from .methods.sasrec import SASRecRecipe
 
 TASKS = ("sequential", "collaborative")
 
@@ -118,6 +119,7 @@ class Recipe:
     joint: JointRecipe = field(default_factory=JointRecipe)
     dmrec: DMRecRecipe = field(default_factory=DMRecRecipe)
     mult_vae: MultVAERecipe = field(default_factory=MultVAERecipe)
+    sasrec: SASRecRecipe = field(default_factory=SASRecRecipe)
     finetune: FinetuneRecipe = field(default_factory=FinetuneRecipe)
     evaluation: EvaluationRecipe = field(default_factory=EvaluationRecipe)
 

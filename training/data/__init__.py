@@ -8,7 +8,7 @@
 - ``item_table``: the raw ids and titles saved beside a model (``items.jsonl``).
 """
 
-from .collator import SemanticIDCollator
+from .collator import NextItemCollator, SemanticIDCollator
 from .config import DataConfig
 from .item_sets import ItemSetCollator, random_split
 from .item_table import ITEMS_FILE, read_item_table, write_item_table
@@ -21,6 +21,7 @@ __all__ = [
     "DataFormatError",
     "ItemSetCollator",
     "RawData",
+    "NextItemCollator",
     "SemanticIDCollator",
     "SequentialData",
     "k_core",

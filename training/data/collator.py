@@ -40,3 +40,26 @@ class SemanticIDCollator:
         # Draw from the catalogue minus one item, then skip over the target: uniform over the other items.
         draws = torch.randint(0, self.tokenizer.num_items - 1, size, generator=self.generator)
         return draws + (draws >= target_items[:, None]).long()
+
+
+class NextItemCollator:
+    """Rows of ``(history, target)`` -> SASRec's right-padded ``input_ids`` and per-position ``labels``.
+
+    Position t reads items 0..t of the history and is trained to predict item t + 1 (the last one:
+    the row's target), so one row of a user's full training sequence supervises every step, as
+    SASRec trains. Ids are item index + 1 (0 is padding); labels are item indices, -100 where unused.
+    """
+
+    def __init__(self, max_length: int):
+        self.max_length = max_length
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        sequences = [(row["history"] + [row["target"]])[-(self.max_length + 1) :] for row in rows]
+        width = max(len(sequence) - 1 for sequence in sequences)
+        input_ids = torch.zeros((len(rows), width), dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for row, sequence in enumerate(sequences):
+            items = torch.as_tensor(sequence, dtype=torch.long)
+            input_ids[row, : len(items) - 1] = items[:-1] + 1
+            labels[row, : len(items) - 1] = items[1:]
+        return {"input_ids": input_ids, "labels": labels}

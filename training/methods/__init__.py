@@ -2,7 +2,8 @@
 
 - ``diger`` (a package): joint training of the tokenizer with the recommender;
 - ``soda``: the distribution-level BPR objective;
-- ``dmrec``: distribution matching, over DMRec-T5 or the paper's Mult-VAE.
+- ``dmrec``: distribution matching, over DMRec-T5 or the paper's Mult-VAE;
+- ``sasrec``: the ID-based floor (no semantic IDs), full-softmax or one-negative BCE.
 
 TIGER is the base every method builds on (static RQ-VAE codes, next-SID cross-entropy) and needs
 no module of its own. A new method is one module here (its objectives registered with
@@ -15,12 +16,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..objectives import OBJECTIVES, Objective, build_objectives, register_objective
-from . import diger, dmrec, soda
+from . import diger, dmrec, sasrec, soda
 
 if TYPE_CHECKING:
     from ..recipe import Recipe
 
-METHOD_MODULES = (dmrec, diger, soda)  # the order their rules are checked in
+METHOD_MODULES = (sasrec, dmrec, diger, soda)  # the order their rules are checked in
 
 
 def check_method_settings(recipe: Recipe) -> dict[str, Objective]:
@@ -43,6 +44,8 @@ def method_name(recipe: Recipe) -> str:
         options = objectives.get("dmrec") or {}
         strategy = options.get("strategy", "mddm") if isinstance(options, dict) else "mddm"
         return "mult-vae" if strategy == "none" else f"mult-vae-{strategy}"
+    if recipe.sasrec.enabled:
+        return "sasrec" if recipe.sasrec.loss_type == "ce" else f"sasrec-{recipe.sasrec.loss_type}"
     if recipe.dmrec.enabled:
         name = "dmrec-t5"
     elif recipe.joint.enabled and (recipe.joint.trainable or recipe.joint.uncertainty_decay != "none"):
@@ -62,5 +65,6 @@ __all__ = [
     "dmrec",
     "method_name",
     "register_objective",
+    "sasrec",
     "soda",
 ]

@@ -33,13 +33,13 @@ def training_figures(trainer, train_result, train_seconds: float, best_metric_na
     }
 
 
-def format_results(metrics: dict[str, float], ks: list[int]) -> str:
+def format_results(metrics: dict[str, float], ks: list[int], label: str = "SID-T5") -> str:
     """A small text table of the method against the popularity floor."""
     header = "          " + "  ".join(f"{name}@{k:<3}" for name in ("Recall", "NDCG") for k in ks)
     rows = [header]
-    for label, prefix in (("SID-T5   ", "test/"), ("Popularity", "test/popularity/")):
+    for name_, prefix in ((label, "test/"), ("Popularity", "test/popularity/")):
         values = [metrics[f"{prefix}{name}@{k}"] for name in ("recall", "ndcg") for k in ks]
-        rows.append(f"{label:<10}" + "  ".join(f"{v:>9.4f}" for v in values))
+        rows.append(f"{name_:<10}" + "  ".join(f"{v:>9.4f}" for v in values))
     return "\n".join(rows)
 
 
