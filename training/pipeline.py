@@ -33,7 +33,14 @@ from .recipe import Recipe, check_recipe
 from .stages.codes import build_codes, embed_catalogue
 from .stages.fitting import training_arguments, with_lengths
 from .stages.models import build_recommender, load_for_finetuning
-from .stages.results import format_results, popularity_metrics, prefixed, show_recommendations, training_figures
+from .stages.results import (
+    format_results,
+    popularity_metrics,
+    prefixed,
+    show_recommendations,
+    training_figures,
+    write_test_ranks,
+)
 from .stages.run_dir import saved_sizes, start_run, write_run_files
 from .trainer import SIDTrainer
 
@@ -134,6 +141,7 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
         tokenizer.save_pretrained(str(model_dir))  # code table + the quantizer that produced it
         write_item_table(model_dir, data.item_ids, data.item_titles)
         write_run_files(output_dir, recipe, metrics, trainer.state.log_history)
+        write_test_ranks(output_dir, trainer.last_rankings, test_split)
         card = write_model_card(output_dir)  # model/README.md (+ the plot), from metrics.json and recipe.yaml
         decoding = f"beam {e.num_beams}, trie-constrained"
         say(f"\nTest, {len(test_split):,} users, full ranking over {data.num_items:,} items ({decoding}):")
@@ -186,6 +194,7 @@ def run_sasrec(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overr
         model.save_pretrained(str(model_dir))
         write_item_table(model_dir, data.item_ids, data.item_titles)
         write_run_files(output_dir, recipe, metrics, trainer.state.log_history)
+        write_test_ranks(output_dir, trainer.last_rankings, test_split)
         say(f"\nTest, {len(test_split):,} users, full ranking over {data.num_items:,} items:")
         say(format_results(metrics, ks, label="SASRec"))
         say(f"Saved the model to {model_dir}; metrics to {output_dir / 'metrics.json'}")

@@ -149,6 +149,7 @@ class SIDTrainer(ObjectiveTrainer):
             ranked = ranked.items
         if self.accelerator.num_processes > 1:
             ranked = torch.cat(gather_object([ranked]))
+        self.last_rankings = ranked  # (users, max k): the run saves each test user's target rank from it
         metrics = score_rankings(ranked, rows, self.ranking_ks, getattr(model.config, "num_items", None))
         metrics = {f"{metric_key_prefix}_{key}": value for key, value in metrics.items()}
         metrics[f"{metric_key_prefix}_users"] = len(dataset)

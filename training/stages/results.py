@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..data import SequentialData
 from ..ranking import PopularityRanker, evaluate_ranker
@@ -13,6 +17,23 @@ def popularity_metrics(data: SequentialData, test_split, ks: list[int]) -> dict[
     """The floor every number stands next to: training-count popularity on the same test users."""
     popularity = evaluate_ranker(PopularityRanker(data.train_item_counts()), test_split, tuple(ks))
     return {f"test/popularity/{key}": value for key, value in popularity.items()}
+
+
+def target_ranks(ranked: torch.Tensor, targets: list[int]) -> list[int]:
+    """Each user's 0-based rank of the held-out item in its ranking, -1 when it is not in the top K.
+
+    Saved with every leave-one-out run (``test_ranks.json``): every per-user metric follows from it
+    (hit@k = rank < k, NDCG@k = 1 / log2(rank + 2)), which the results harness's paired test needs.
+    """
+    hits = ranked == torch.as_tensor(targets)[:, None]
+    found = hits.any(dim=1)
+    return torch.where(found, hits.int().argmax(dim=1), torch.full_like(found, -1, dtype=torch.long)).tolist()
+
+
+def write_test_ranks(output_dir: Path, ranked: torch.Tensor, test_split) -> None:
+    """``test_ranks.json``: the users (in test order) and their target ranks."""
+    ranks = target_ranks(ranked, test_split["target"])
+    (output_dir / "test_ranks.json").write_text(json.dumps({"users": test_split["user"], "ranks": ranks}))
 
 
 def prefixed(metrics: dict[str, Any], source: str, target: str) -> dict[str, Any]:

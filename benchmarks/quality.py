@@ -1,0 +1,322 @@
+"""The results harness: named grids of recipes x seeds x budgets, one JSON line per finished run.
+
+    python benchmarks/quality.py run scientific-floor --seeds 42 43 44 --budget converged
+    python benchmarks/quality.py render            # rewrite the README's results tables from the files
+    python benchmarks/quality.py render --check    # exit 1 when a table differs from what the files render
+
+``run`` trains each (recipe, seed, budget) of a grid with ``train.py``, skipping every run whose id is
+already in ``benchmarks/results/<dataset>.jsonl`` (an interrupted grid resumes where it stopped; a
+finished run is never re-run), and appends its row as soon as it ends: recipe, method (the run's
+``run/method``), seed, budget, metrics (every number of ``metrics.json`` but times), epochs,
+train_seconds, machine, commit. Each leave-one-out run's per-user target ranks go to
+``benchmarks/results/ranks/<dataset>/<run id>.json.gz`` for the paired significance test.
+
+Budgets: ``demo`` is the recipe as written (the 4-epoch CPU demos); ``converged`` is the same
+stopping rule for every method: early stopping on validation NDCG@10 (Recall@20 for Mult-VAE, its
+paper's rule), patience 5, at most 200 epochs.
+
+``render`` writes every table between ``<!-- results:<dataset>:<budget>[:item-sets] -->`` and
+``<!-- /results -->`` in the README: mean and standard deviation over seeds, the change of
+Recall@10 against TIGER and a paired randomization test over users on Recall@10 (per-user hits
+averaged over seeds). No number in those tables is typed by hand (``tests/test_quality.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+BUDGETS = {
+    "demo": [],
+    "converged": ["training.epochs=200", "training.early_stopping_patience=5"],
+}
+KS = (5, 10, 20)
+TABLE_METRICS = [f"{name}@{k}" for name in ("recall", "ndcg") for k in KS]
+
+
+@dataclass(frozen=True)
+class GridRun:
+    recipe: str  # path under configs/
+    dataset: str  # the results file's name
+    overrides: tuple[str, ...] = ()
+
+
+def _sci(name: str) -> GridRun:
+    return GridRun(f"configs/scientific-{name}.yaml", "scientific")
+
+
+def _beauty(name: str) -> GridRun:
+    return GridRun(f"configs/beauty-{name}.yaml", "beauty")
+
+
+GRIDS: dict[str, list[GridRun]] = {
+    "scientific-floor": [_sci("sasrec"), _sci("tiger-demo")],
+    "scientific-methods": [
+        _sci("tiger-demo"),
+        _sci("tiger-soda-demo"),
+        _sci("diger-frqud-demo"),
+        _sci("diger-sdud-demo"),
+        _sci("diger-frqud-soda-demo"),
+        _sci("dmrec-t5-demo"),
+    ],
+    "scientific-mult-vae": [_sci("mult-vae-base"), _sci("mult-vae-mddm")],
+    "beauty-floor": [_beauty("sasrec"), _beauty("tiger-cpu")],
+    "beauty-mult-vae": [_beauty("mult-vae-base"), _beauty("mult-vae-mddm")],
+}
+
+
+def run_id(run: GridRun, seed: int, budget: str) -> str:
+    return f"{Path(run.recipe).stem}/{budget}/seed{seed}"
+
+
+def read_results(path: Path) -> list[dict]:
+    """The rows of a results file (an absent file has none)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def machine() -> str:
+    """What the numbers were measured on: CPU model and count, or the GPU."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def commit() -> str:
+    """The code's commit, marked ``-dirty`` when the tree had uncommitted changes."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def result_row(run: GridRun, seed: int, budget: str, output_dir: Path) -> dict:
+    """The JSON line of a finished run, from its ``metrics.json``."""
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    kept = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and "seconds" not in k}
+    method = metrics.get("run/method", Path(run.recipe).stem)
+    return {
+        "id": run_id(run, seed, budget),
+        "recipe": run.recipe,
+        "method": method,
+        "protocol": "item-sets" if method.startswith("mult-vae") else "leave-one-out",
+        "seed": seed,
+        "budget": budget,
+        "metrics": kept,
+        "epochs": metrics.get("train/epochs"),
+        "train_seconds": metrics.get("train/seconds"),
+        "machine": machine(),
+        "commit": commit(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def save_ranks(dataset: str, row_id: str, output_dir: Path, results_dir: Path = RESULTS) -> None:
+    source = output_dir / "test_ranks.json"
+    if not source.exists():  # item-set runs (Mult-VAE) have no single target rank
+        return
+    target = results_dir / "ranks" / dataset / (row_id.replace("/", "__") + ".json.gz")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(gzip.compress(source.read_bytes(), mtime=0))
+
+
+def load_ranks(dataset: str, row_id: str, results_dir: Path = RESULTS) -> np.ndarray | None:
+    path = results_dir / "ranks" / dataset / (row_id.replace("/", "__") + ".json.gz")
+    if not path.exists():
+        return None
+    return np.asarray(json.loads(gzip.decompress(path.read_bytes()))["ranks"])
+
+
+def train_with_script(command: list[str]) -> None:
+    """Run one ``train.py`` command from the project root (a failed run stops the grid)."""
+    subprocess.run([sys.executable, *command], cwd=ROOT, check=True)
+
+
+def run_grid(
+    name: str,
+    seeds: list[int],
+    budget: str,
+    dry_run: bool = False,
+    runs_dir: Path | None = None,
+    results_dir: Path = RESULTS,
+    train=train_with_script,
+) -> int:
+    """Train every run of the grid not yet in its results file; returns how many were trained."""
+    trained = 0
+    for run, seed in itertools.product(GRIDS[name], seeds):
+        path = results_dir / f"{run.dataset}.jsonl"
+        row_id = run_id(run, seed, budget)
+        if any(row["id"] == row_id for row in read_results(path)):
+            print(f"[quality] {row_id}: finished before, skipped")
+            continue
+        output_dir = (runs_dir or ROOT / "runs" / "bench") / run.dataset / row_id
+        command = ["train.py", "--config", run.recipe, f"seed={seed}", f"output_dir={output_dir}"]
+        command += [*BUDGETS[budget], *run.overrides, "--overwrite_output_dir"]
+        print("[quality] " + " ".join(command), flush=True)
+        if dry_run:
+            continue
+        train(command)
+        row = result_row(run, seed, budget, output_dir)
+        save_ranks(run.dataset, row_id, output_dir, results_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:  # one line as each run lands: an interruption loses only the current run
+            handle.write(json.dumps(row, sort_keys=True) + "\n")
+        trained += 1
+    return trained
+
+
+# ----- statistics -------------------------------------------------------------------------------------
+def paired_randomization_test(a: np.ndarray, b: np.ndarray, samples: int = 10_000, seed: int = 0) -> float:
+    """Two-sided p-value of mean(a - b) = 0 by sign flips of the per-user differences.
+
+    Under the null hypothesis each user's difference is as likely to have either sign, so the
+    p-value is the share of sign assignments whose mean difference is at least as far from zero as
+    the observed one. Exact (every assignment) for up to 16 users with a non-zero difference,
+    ``samples`` random assignments otherwise (seeded, so a table renders the same every time).
+    """
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    diff = diff[diff != 0]  # zero differences do not change under a flip
+    if len(diff) == 0:
+        return 1.0
+    observed = abs(diff.sum())
+    if len(diff) <= 16:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(diff))))
+    else:
+        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(samples, len(diff)))
+    return float(np.mean(np.abs(signs @ diff) >= observed - 1e-12))
+
+
+def hits_at(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Per-user Recall@k (= hit@k with one held-out item) from 0-based target ranks (-1 = not ranked)."""
+    return ((ranks >= 0) & (ranks < k)).astype(np.float64)
+
+
+# ----- tables ------------------------------------------------------------------------------------------
+def _mean_std(values: list[float]) -> str:
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return f"{mean:.4f}"
+    return f"{mean:.4f} ± {float(np.std(values, ddof=1)):.4f}"
+
+
+BASELINES = {"leave-one-out": "tiger", "item-sets": "mult-vae"}
+
+
+def render_table(
+    rows: list[dict], dataset: str, budget: str, protocol: str = "leave-one-out", results_dir: Path = RESULTS
+) -> str:
+    """The markdown table of one data set, budget and protocol: a row per method, mean ± std over seeds.
+
+    Against the protocol's baseline (TIGER for leave-one-out, the plain Mult-VAE for item sets): the
+    relative change of mean Recall@10 and, where every run saved its per-user ranks, the paired
+    randomization test on per-user Recall@10 averaged over seeds.
+    """
+    chosen = [r for r in rows if r["budget"] == budget and r.get("protocol", "leave-one-out") == protocol]
+    if not chosen:
+        return f"_No {budget}-budget {protocol} runs in `benchmarks/results/{dataset}.jsonl` yet._"
+    methods: dict[str, list[dict]] = {}
+    for row in sorted(chosen, key=lambda r: (r["method"], r["seed"])):
+        methods.setdefault(row["method"], []).append(row)
+    baseline_name = BASELINES[protocol]
+    baseline = methods.get(baseline_name, [])
+    baseline_hits = _mean_hits(baseline, dataset, results_dir)
+    header = ["method", "seeds", *[m.replace("recall", "R").replace("ndcg", "N") for m in TABLE_METRICS]]
+    header += [f"R@10 vs {baseline_name}", "p (R@10)", "epochs", "train min"]
+    lines = ["| " + " | ".join(header) + " |", "| --- | ---: |" + " ---: |" * (len(header) - 2)]
+    popularity = chosen[0]["metrics"]
+    if all(f"test/popularity/{m}" in popularity for m in TABLE_METRICS):
+        cells = " | ".join(f"{popularity[f'test/popularity/{m}']:.4f}" for m in TABLE_METRICS)
+        lines.append(f"| popularity | - | {cells} | | | | |")
+    for method, runs in methods.items():
+        cells = " | ".join(_mean_std([r["metrics"][f"test/{m}"] for r in runs]) for m in TABLE_METRICS)
+        change, p_value = "", ""
+        if baseline and method != baseline_name:
+            base = np.mean([r["metrics"]["test/recall@10"] for r in baseline])
+            ours = np.mean([r["metrics"]["test/recall@10"] for r in runs])
+            change = f"{100 * (ours / base - 1):+.1f}%"
+            hits = _mean_hits(runs, dataset, results_dir)
+            if hits is not None and baseline_hits is not None and len(hits) == len(baseline_hits):
+                p_value = _p(paired_randomization_test(hits, baseline_hits))
+        epochs = np.mean([r["epochs"] for r in runs if r.get("epochs") is not None])
+        minutes = np.mean([r["train_seconds"] for r in runs if r.get("train_seconds") is not None]) / 60
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        lines.append(f"| {method} | {seeds} | {cells} | {change} | {p_value} | {epochs:.1f} | {minutes:.1f} |")
+    return "\n".join(lines)
+
+
+def _p(value: float) -> str:
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _mean_hits(runs: list[dict], dataset: str, results_dir: Path) -> np.ndarray | None:
+    """Per-user Recall@10 averaged over a method's seeds (None when a run's ranks are missing)."""
+    per_seed = [load_ranks(dataset, r["id"], results_dir) for r in runs]
+    if not per_seed or any(ranks is None for ranks in per_seed):
+        return None
+    return np.mean([hits_at(ranks, 10) for ranks in per_seed], axis=0)
+
+
+def render_readme(text: str, results_dir: Path = RESULTS) -> str:
+    """``text`` with every ``<!-- results:<dataset>:<budget> -->`` block re-rendered from the files."""
+    out, position = [], 0
+    marker, end = "<!-- results:", "<!-- /results -->"
+    while (start := text.find(marker, position)) >= 0:
+        close = text.index("-->", start) + 3
+        dataset, budget, *protocol = text[start + len(marker) : close - 3].strip().split(":")
+        stop = text.index(end, close)
+        rows = read_results(results_dir / f"{dataset}.jsonl")
+        table = render_table(rows, dataset, budget, protocol[0] if protocol else "leave-one-out", results_dir)
+        out += [text[position:close], "\n", table, "\n"]
+        position = stop
+    out.append(text[position:])
+    return "".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train a grid's missing runs")
+    run.add_argument("grid", choices=sorted(GRIDS))
+    run.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    run.add_argument("--budget", choices=sorted(BUDGETS), default="demo")
+    run.add_argument("--dry-run", action="store_true", help="print the commands only")
+    render = commands.add_parser("render", help="render the README's results tables")
+    render.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
+    args = parser.parse_args()
+    if args.command == "run":
+        trained = run_grid(args.grid, args.seeds, args.budget, args.dry_run)
+        print(f"[quality] {trained} run(s) trained")
+        return 0
+    current = README.read_text()
+    rendered = render_readme(current)
+    if args.check:
+        if rendered != current:
+            print("README results tables differ from benchmarks/results: run `python benchmarks/quality.py render`")
+            return 1
+        return 0
+    README.write_text(rendered)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The results harness: the paired test by hand, the table renderer on a hand-made file, grid resume,
+and the README's tables equal to what the committed result files render."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("sidrec_benchmarks_quality", ROOT / "benchmarks" / "quality.py")
+quality = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = quality  # dataclasses look their module up by name
+spec.loader.exec_module(quality)
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ([1, 1, 1], [0, 0, 0], 2 / 8),  # only the two all-same-sign flips reach |sum| 3
+        ([1, 0, 1, 1], [0, 0, 0, 1], 2 / 4),  # two non-zero differences (+1, +1): |sum| 2 in 2 of 4
+        ([2, 1, 0], [0, 0, 1], 6 / 8),  # differences 2, 1, -1: sums 4, 2, 2, 0, 0, -2, -2, -4; |s| >= 2 in 6
+        ([0.5, 0.5], [0.5, 0.5], 1.0),  # no difference at all
+    ],
+)
+def test_paired_randomization_test_by_hand(a, b, expected):
+    assert quality.paired_randomization_test(np.array(a), np.array(b)) == pytest.approx(expected)
+
+
+def test_randomization_test_on_many_users_is_seeded_and_detects_a_real_gap():
+    rng = np.random.default_rng(1)
+    better = (rng.random(2000) < 0.12).astype(float)
+    worse = better * (rng.random(2000) > 0.25)  # the same users, a quarter of the hits lost
+    p = quality.paired_randomization_test(better, worse)
+    assert p < 0.001 and p == quality.paired_randomization_test(better, worse)
+    assert quality.paired_randomization_test(better, better[::-1].copy()) > 0.05  # no systematic gap
+
+
+def test_hits_at_k_from_target_ranks():
+    assert quality.hits_at(np.array([0, 4, 9, 10, -1]), 10).tolist() == [1, 1, 1, 0, 0]
+
+
+def _row(method, seed, recall10, ndcg10, epochs, seconds, budget="demo"):
+    metrics = {f"test/{name}@{k}": 0.0 for name in ("recall", "ndcg") for k in (5, 10, 20)}
+    metrics |= {"test/recall@10": recall10, "test/ndcg@10": ndcg10}
+    metrics |= {f"test/popularity/{name}@{k}": 0.01 for name in ("recall", "ndcg") for k in (5, 10, 20)}
+    row_id = f"{method}/{budget}/seed{seed}"
+    return {"id": row_id, "method": method, "seed": seed, "budget": budget, "metrics": metrics,
+            "epochs": epochs, "train_seconds": seconds, "protocol": "leave-one-out"}  # fmt: skip
+
+
+def _ranks(results_dir: Path, row_id: str, ranks: list[int]) -> None:
+    path = results_dir / "ranks" / "toy" / (row_id.replace("/", "__") + ".json.gz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(json.dumps({"users": list(range(len(ranks))), "ranks": ranks}).encode()))
+
+
+def test_table_renderer_on_a_hand_made_results_file(tmp_path):
+    rows = [
+        _row("tiger", 1, 0.10, 0.05, 4, 60),
+        _row("tiger", 2, 0.20, 0.07, 6, 120),
+        _row("sasrec", 1, 0.30, 0.10, 100, 600),
+        _row("sasrec", 2, 0.30, 0.12, 120, 600),
+        _row("tiger", 1, 0.99, 0.99, 20, 600, budget="converged"),  # another budget: not in this table
+    ]
+    (tmp_path / "toy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # per-user ranks: TIGER hits user 0 only (rank 50 is past 10), SASRec hits all three users
+    for seed in (1, 2):
+        _ranks(tmp_path, f"tiger/demo/seed{seed}", [0, 50, -1])
+        _ranks(tmp_path, f"sasrec/demo/seed{seed}", [3, 9, 1])
+    table = quality.render_table(quality.read_results(tmp_path / "toy.jsonl"), "toy", "demo", results_dir=tmp_path)
+    lines = table.splitlines()
+    assert lines[0].startswith("| method | seeds | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | R@10 vs tiger | p (R@10)")
+    assert lines[2] == "| popularity | - | " + " | ".join(["0.0100"] * 6) + " | | | | |"
+    # sasrec: R@10 mean 0.30, std 0; N@10 mean 0.11, sample std 0.0141; +100% over TIGER's 0.15;
+    # per-user hit differences (1-1, 1-0, 1-0) -> two non-zero (+1, +1): exact p = 2/4
+    sasrec = next(line for line in lines if line.startswith("| sasrec"))
+    assert sasrec == (
+        "| sasrec | 1, 2 | 0.0000 ± 0.0000 | 0.3000 ± 0.0000 | 0.0000 ± 0.0000 | 0.0000 ± 0.0000 | 0.1100 ± 0.0141 "
+        "| 0.0000 ± 0.0000 | +100.0% | 0.500 | 110.0 | 10.0 |"
+    )
+    tiger = next(line for line in lines if line.startswith("| tiger"))
+    assert "| 0.1500 ± 0.0707 |" in tiger and tiger.endswith("|  |  | 5.0 | 1.5 |")
+
+
+def test_render_readme_replaces_only_the_marked_blocks(tmp_path):
+    (tmp_path / "toy.jsonl").write_text(json.dumps(_row("tiger", 1, 0.1, 0.05, 4, 60)) + "\n")
+    text = "intro\n<!-- results:toy:demo -->\nstale table\n<!-- /results -->\noutro\n"
+    rendered = quality.render_readme(text, results_dir=tmp_path)
+    assert rendered.startswith("intro\n<!-- results:toy:demo -->\n| method |")
+    assert "stale" not in rendered and rendered.endswith("<!-- /results -->\noutro\n")
+    assert quality.render_readme(rendered, results_dir=tmp_path) == rendered  # a fixpoint
+
+
+def test_a_grid_skips_finished_runs_and_resumes_after_an_interruption(tmp_path, monkeypatch):
+    monkeypatch.setitem(quality.GRIDS, "toy", [quality.GridRun("configs/toy-a.yaml", "toy")])
+    trained: list[str] = []
+
+    def fake_train(command):  # writes what train.py writes; the harness logic is what is under test
+        output_dir = Path(next(arg.split("=", 1)[1] for arg in command if arg.startswith("output_dir=")))
+        seed = int(next(arg.split("=", 1)[1] for arg in command if arg.startswith("seed=")))
+        if seed == 2 and not trained.count("interrupted"):
+            trained.append("interrupted")
+            raise KeyboardInterrupt  # the session ends during the second run
+        output_dir.mkdir(parents=True, exist_ok=True)
+        metrics = {"run/method": "tiger", "test/recall@10": 0.1 * seed, "train/epochs": 4, "train/seconds": 1.0}
+        (output_dir / "metrics.json").write_text(json.dumps(metrics))
+        (output_dir / "test_ranks.json").write_text(json.dumps({"users": [0, 1], "ranks": [0, -1]}))
+        trained.append(f"seed{seed}")
+
+    kwargs = dict(runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", train=fake_train)
+    with pytest.raises(KeyboardInterrupt):
+        quality.run_grid("toy", [1, 2, 3], "demo", **kwargs)
+    rows = quality.read_results(tmp_path / "results" / "toy.jsonl")
+    assert [row["id"] for row in rows] == ["toy-a/demo/seed1"]  # the finished run landed before the interruption
+    assert quality.run_grid("toy", [1, 2, 3], "demo", **kwargs) == 2  # seed 1 is not re-run
+    assert trained == ["seed1", "interrupted", "seed2", "seed3"]
+    rows = quality.read_results(tmp_path / "results" / "toy.jsonl")
+    assert [row["seed"] for row in rows] == [1, 2, 3] and rows[2]["metrics"]["test/recall@10"] == pytest.approx(0.3)
+    assert {"recipe", "method", "seed", "budget", "metrics", "epochs", "train_seconds", "machine", "commit"} <= set(
+        rows[0]
+    )
+    assert quality.load_ranks("toy", "toy-a/demo/seed3", tmp_path / "results").tolist() == [0, -1]
+    assert quality.run_grid("toy", [1, 2, 3], "demo", **kwargs) == 0
+
+
+def test_readme_results_tables_equal_what_the_result_files_render():
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- results:" in readme
+    assert quality.render_readme(readme) == readme, "run `python benchmarks/quality.py render`"
