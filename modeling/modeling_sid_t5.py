@@ -88,7 +88,7 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
             batch_size: users per forward pass.
         """
         self._check_tokenizer(tokenizer)
-        num_beams = num_beams or self.generation_config.num_beams
+        num_beams = self._check_top_k(top_k, num_beams)
         was_training = self.training
         self.eval()
         trie = tokenizer.trie.to(self.device)  # once, not per batch: the tables are read on the model's device
@@ -104,6 +104,18 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         return Recommendations(items=torch.cat(items), scores=torch.cat(scores))
 
     @torch.no_grad()
+    def _check_top_k(self, top_k: int, num_beams: int | None) -> int:
+        """The beam width to use; ``top_k`` must be a positive count no larger than it."""
+        num_beams = num_beams or self.generation_config.num_beams
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive number of items, got {top_k!r}")
+        if top_k > num_beams:
+            raise ValueError(
+                f"top_k={top_k} exceeds num_beams={num_beams}: beam search returns at most one item per beam; "
+                f"pass num_beams >= {top_k}"
+            )
+        return num_beams
+
     def recommend_with_generate(
         self,
         histories: list[list[int]],
@@ -118,7 +130,7 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         beside, and as the example of constrained decoding with the plain Hugging Face API.
         """
         self._check_tokenizer(tokenizer)
-        num_beams = num_beams or self.generation_config.num_beams
+        num_beams = self._check_top_k(top_k, num_beams)
         was_training = self.training
         self.eval()
         encoded, mask = self.encoder_memory(**self._encode_batch(tokenizer, histories, users))

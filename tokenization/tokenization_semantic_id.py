@@ -163,6 +163,11 @@ class SemanticIDTokenizer(PreTrainedTokenizer):
             raise ValueError(
                 f"item_codes must have shape (num_items, {self.num_levels}), got {tuple(item_codes.shape)}"
             )
+        if self.codebook_size**self.num_levels > 2**63 - 1:  # one int64 key per code: K ** L must fit
+            raise ValueError(
+                f"codes of {self.num_levels} levels of {self.codebook_size} do not fit one 64-bit key "
+                f"({self.codebook_size}^{self.num_levels} > 2^63); use fewer levels or a smaller codebook_size"
+            )
         self.item_codes = item_codes
         self._trie = PrefixTrie(item_codes, self.codebook_size, self.token_offsets)
         radix = torch.tensor([self.codebook_size**p for p in range(self.num_levels - 1, -1, -1)])

@@ -29,10 +29,20 @@ def resolve_text_model(name_or_path: str | None) -> str:
     return name_or_path
 
 
+def encoder_identity(model_path: str) -> str:
+    """What names an encoder in the cache key: the packaged MiniLM by its name, a local model by its
+    absolute path (two checkpoints in directories of the same name are different encoders), a Hub
+    model by its full id (``org/name``, not ``name`` alone)."""
+    if model_path == resolve_text_model(None):
+        return Path(model_path).name  # the key every earlier run used for the default encoder
+    local = Path(model_path)
+    return str(local.resolve()) if local.exists() else model_path
+
+
 def cache_key(model_path: str, texts: list[str], max_seq_length: int) -> str:
     """Hash of (encoder, sequence length, texts): equal keys mean equal embeddings."""
     digest = hashlib.sha256()
-    digest.update(f"{Path(model_path).name}|{max_seq_length}|{len(texts)}".encode())
+    digest.update(f"{encoder_identity(model_path)}|{max_seq_length}|{len(texts)}".encode())
     for text in texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\x00")
@@ -60,9 +70,8 @@ def embed_texts(
             return load_file(str(cache_file))["embeddings"]
     from sentence_transformers import SentenceTransformer
 
-    if Path(model_path).exists():  # a local model never needs the Hub; say so, so nothing is attempted
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    encoder = SentenceTransformer(model_path, device=device or "cpu")
+    # A local model never needs the Hub: say so to this load alone, not to the rest of the process.
+    encoder = SentenceTransformer(model_path, device=device or "cpu", local_files_only=Path(model_path).exists())
     encoder.max_seq_length = max_seq_length
     embeddings = (
         encoder.encode(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress_bar)

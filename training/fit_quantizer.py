@@ -56,7 +56,14 @@ def fit_quantizer(
             f"embeddings have shape {tuple(embeddings.shape)} but the quantizer expects (N, {config.input_dim}); "
             "set quantizer.input_dim to the text encoder's width"
         )
-    torch.manual_seed(seed)
+    # The fit draws from the global generator (initialisation, dropout) seeded with ``seed``; fork_rng
+    # restores the caller's generator afterwards, so fitting codes never reseeds the rest of a program.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _fit(embeddings, config, epochs, batch_size, learning_rate, kmeans_init, seed)
+
+
+def _fit(embeddings, config, epochs, batch_size, learning_rate, kmeans_init, seed) -> QuantizerFit:
     quantizer = SemanticIDQuantizer(config)
     if kmeans_init:
         quantizer.init_codebooks_kmeans(embeddings, seed=seed)

@@ -212,4 +212,15 @@ def check_recipe(recipe: Recipe) -> None:
         )
     if finetune.peft is not None:
         peft_config(finetune.peft)  # a bad method or option fails here, not after loading the data
+    generative = recipe.task == "sequential" and not recipe.sasrec.enabled
+    e = recipe.evaluation
+    if not e.ks or min(e.ks) < 1:
+        raise RecipeError(f"evaluation.ks must be positive cut-offs, e.g. [5, 10, 20]; got {e.ks}")
+    if generative and max(e.ks) > e.num_beams:
+        raise RecipeError(
+            f"evaluation.ks reaches {max(e.ks)} but beam search returns evaluation.num_beams={e.num_beams} items "
+            f"per user: set evaluation.num_beams >= {max(e.ks)} or drop the larger cut-offs"
+        )
+    if generative and not finetune.from_model and recipe.quantizer.epochs < 1:
+        raise RecipeError(f"quantizer.epochs must be at least 1 (the RQ-VAE is fitted), got {recipe.quantizer.epochs}")
     check_method_settings(recipe)

@@ -1,0 +1,86 @@
+"""Defects found by using sidrec as a newcomer would, each with the test that would have caught it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from .test_pipeline import TINY, recipe_file
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["evaluation.ks=[5, 10, 30]"], "evaluation.num_beams >= 30"),
+        (["evaluation.ks=[0, 10]"], "positive cut-offs"),
+        (["quantizer.epochs=0"], "quantizer.epochs must be at least 1"),
+        (["training.objectives={ce: 1.0, soda: {temprature: 0.5}}"], "objective 'soda'.*temprature"),
+        (["training.objectives={ce: 1.0, dmrec: {stratgy: mddm}}"], "objective 'dmrec'.*stratgy"),
+        (["training.eval_every_epochs=false"], "unknown recipe key training.eval_every_epochs"),
+    ],
+)
+def test_bad_settings_fail_in_one_line_before_any_work(tmp_path, overrides, message):
+    from sidrec.training.pipeline import run
+    from sidrec.training.recipe import load_recipe
+
+    recipe_error = ValueError  # RecipeError is a ValueError; objective options raise ValueError too
+    with pytest.raises(recipe_error, match=message):
+        run(load_recipe(recipe_file(tmp_path), [*TINY, f"output_dir={tmp_path / 'run'}", *overrides]))
+    assert not (tmp_path / "run").exists()  # nothing was written
+
+
+@pytest.mark.parametrize("top_k", [0, -3, 2.5])
+def test_top_k_must_be_a_positive_count(tiny_model, tokenizer, top_k):
+    with pytest.raises(ValueError, match="top_k must be a positive number"):
+        tiny_model.recommend([[1, 2]], tokenizer, top_k=top_k)
+    with pytest.raises(ValueError, match="top_k must be a positive number"):
+        tiny_model.recommend_with_generate([[1, 2]], tokenizer, top_k=top_k)
+
+
+def test_radix_keys_that_would_overflow_int64_are_refused():
+    from sidrec import SemanticIDTokenizer
+
+    codes = torch.zeros((2, 8), dtype=torch.long)
+    codes[1, 0] = 1
+    with pytest.raises(ValueError, match="do not fit one 64-bit key"):
+        SemanticIDTokenizer(item_codes=codes, num_levels=8, codebook_size=256)
+    SemanticIDTokenizer(item_codes=codes[:, :7], num_levels=7, codebook_size=256)  # 256^7 fits
+
+
+def test_two_local_encoders_in_same_named_directories_get_different_cache_keys(tmp_path):
+    from sidrec.training.embeddings import cache_key, encoder_identity, resolve_text_model
+
+    first, second = tmp_path / "a" / "encoder", tmp_path / "b" / "encoder"
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    texts = ["a lamp", "a chair"]
+    assert cache_key(str(first), texts, 32) != cache_key(str(second), texts, 32)
+    assert cache_key("org-a/minilm", texts, 32) != cache_key("org-b/minilm", texts, 32)
+    packaged = resolve_text_model(None)  # the default keeps the key earlier runs cached under (its name)
+    assert encoder_identity(packaged) == os.path.basename(packaged)
+    assert encoder_identity(str(first)) == str(first.resolve())
+
+
+def test_fitting_codes_leaves_the_callers_generator_alone(title_embeddings):
+    from sidrec.tokenization.configuration_quantizer import SemanticIDQuantizerConfig
+    from sidrec.training.fit_quantizer import fit_quantizer
+
+    config = SemanticIDQuantizerConfig(input_dim=title_embeddings.size(1), hidden_dims=[32], latent_dim=8)
+    config.num_levels, config.codebook_size = 2, 16
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = fit_quantizer(title_embeddings[:500], config, epochs=1, seed=7)
+    assert torch.equal(torch.rand(3), expected)  # the fit did not reseed the global generator
+    second = fit_quantizer(title_embeddings[:500], config, epochs=1, seed=7)
+    assert torch.equal(first.codes, second.codes)  # and is still deterministic for its seed
+
+
+def test_embedding_a_local_model_does_not_set_hf_hub_offline_for_the_process(scientific, monkeypatch, tmp_path):
+    from sidrec.training.embeddings import embed_texts
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    embed_texts(scientific.item_titles[:4], max_seq_length=16, cache_dir=None, show_progress_bar=False)
+    assert "HF_HUB_OFFLINE" not in os.environ
