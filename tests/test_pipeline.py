@@ -82,6 +82,9 @@ def test_run_writes_metrics_with_flat_keys(tiny_run):
     assert written["test/users"] == 200
     assert all(key.count("/") >= 1 and not key.endswith("/") for key in written)
     assert (out / "recipe.yaml").exists()
+    saved = json.loads((out / "test_ranks.json").read_text())  # per-user ranks give the same Recall@10
+    assert len(saved["ranks"]) == len(saved["users"]) == 200
+    assert sum(0 <= rank < 10 for rank in saved["ranks"]) / 200 == pytest.approx(written["test/recall@10"])
     card = (out / "model" / "README.md").read_text()  # every run writes its model card and plot
     assert f"{written['test/recall@10']:.4f}" in card and (out / "model" / "training.png").exists()
 

@@ -134,3 +134,12 @@ def test_readme_results_tables_equal_what_the_result_files_render():
     readme = (ROOT / "README.md").read_text()
     assert "<!-- results:" in readme
     assert quality.render_readme(readme) == readme, "run `python benchmarks/quality.py render`"
+
+
+def test_target_ranks_by_hand():
+    import torch
+
+    from sidrec.training.stages.results import target_ranks
+
+    ranked = torch.tensor([[4, 2, 7], [1, 3, 5], [0, 9, 8]])
+    assert target_ranks(ranked, [7, 1, 6]) == [2, 0, -1]

@@ -32,8 +32,8 @@ def target_ranks(ranked: torch.Tensor, targets: list[int]) -> list[int]:
 
 def write_test_ranks(output_dir: Path, ranked: torch.Tensor, test_split) -> None:
     """``test_ranks.json``: the users (in test order) and their target ranks."""
-    ranks = target_ranks(ranked, test_split["target"])
-    (output_dir / "test_ranks.json").write_text(json.dumps({"users": test_split["user"], "ranks": ranks}))
+    ranks = target_ranks(ranked, list(test_split["target"]))
+    (output_dir / "test_ranks.json").write_text(json.dumps({"users": list(test_split["user"]), "ranks": ranks}))
 
 
 def prefixed(metrics: dict[str, Any], source: str, target: str) -> dict[str, Any]:
