@@ -62,7 +62,10 @@ def _recommend(args: argparse.Namespace) -> int:
     from .recommender import Recommender
 
     recommender = Recommender.from_pretrained(args.model_dir)
-    for row in recommender.recommend(args.history, top_k=args.top_k, num_beams=args.num_beams):
+    rows = recommender.recommend(
+        args.history, top_k=args.top_k, num_beams=args.num_beams, user=args.user, exclude_history=args.exclude_history
+    )
+    for row in rows:
         print(f"{row.rank:>3}. {row.item_id:>10}  {row.score:8.3f}  {row.title}")
     return 0
 
@@ -77,6 +80,17 @@ def _card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--top-k 0`` or ``-3`` is a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sidrec", description="Generative recommendation with semantic IDs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,8 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     recommend = commands.add_parser("recommend", help="top-k items for a history, from a saved model directory")
     recommend.add_argument("model_dir", help="a saved run's model directory, e.g. runs/demo/model")
     recommend.add_argument("--history", nargs="+", required=True, help="raw item ids, oldest first")
-    recommend.add_argument("--top-k", type=int, default=10)
-    recommend.add_argument("--num-beams", type=int, default=None)
+    recommend.add_argument("--top-k", type=_positive_int, default=10)
+    recommend.add_argument("--num-beams", type=_positive_int, default=None)
+    recommend.add_argument("--user", default=None, help="raw user id, for a model trained with a user token")
+    recommend.add_argument(
+        "--exclude-history", action="store_true", help="drop the history's own items (default: kept, as evaluated)"
+    )
     recommend.set_defaults(handler=_recommend)
     card = commands.add_parser("card", help="write a saved run's model card to <run_dir>/model/README.md")
     card.add_argument("run_dir", help="a finished run's directory (holding metrics.json), e.g. runs/demo")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from .test_pipeline import TINY, recipe_file
     [
         (["evaluation.ks=[5, 10, 30]"], "evaluation.num_beams >= 30"),
         (["evaluation.ks=[0, 10]"], "positive cut-offs"),
+        (["evaluation.ks=[1, 5]"], "must include 10"),
         (["quantizer.epochs=0"], "quantizer.epochs must be at least 1"),
         (["training.objectives={ce: 1.0, soda: {temprature: 0.5}}"], "objective 'soda'.*temprature"),
         (["training.objectives={ce: 1.0, dmrec: {stratgy: mddm}}"], "objective 'dmrec'.*stratgy"),
@@ -84,3 +86,73 @@ def test_embedding_a_local_model_does_not_set_hf_hub_offline_for_the_process(sci
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     embed_texts(scientific.item_titles[:4], max_seq_length=16, cache_dir=None, show_progress_bar=False)
     assert "HF_HUB_OFFLINE" not in os.environ
+
+
+@pytest.fixture(scope="module")
+def user_token_run(tmp_path_factory):
+    """A tiny run whose model reads a user token, evaluated with 10 beams and a show_user past the test set."""
+    from sidrec.training.pipeline import run
+    from sidrec.training.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("users")
+    overrides = [o for o in TINY if not o.startswith("evaluation.num_beams")]
+    overrides += ["model.num_user_buckets=8", "evaluation.num_beams=10", "evaluation.ks=[5, 10]"]
+    overrides += ["evaluation.show_user=99999", "training.epochs=1", f"output_dir={out}"]
+    metrics = run(load_recipe(recipe_file(out), overrides))  # finishes: the printout cannot fail the run
+    return out, metrics
+
+
+def test_recommender_serves_a_user_token_model_as_it_was_evaluated(user_token_run):
+    """Raw user ids in, bucketed by the model's own rule: ``Recommender`` reproduces metrics.json."""
+    from sidrec import load_recommender
+    from sidrec.training.data import DataConfig, load_sequential_data
+    from sidrec.training.recipe import load_recipe
+
+    out, metrics = user_token_run
+    recipe = load_recipe(out / "recipe.yaml")
+    data = load_sequential_data(DataConfig(**recipe.to_dict()["data"]), verbose=False)
+    test = data.splits["test"].select(range(200))
+    recommender = load_recommender(out / "model")
+    histories = [[data.item_ids[i] for i in history] for history in test["history"]]
+    users = [data.user_ids[u] for u in test["user"]]
+    lists = recommender.recommend_batch(histories, users, top_k=5)
+    targets = [data.item_ids[t] for t in test["target"]]
+    hits = [next((row.rank for row in rows if row.item_id == target), None) for rows, target in zip(lists, targets)]
+    assert sum(h is not None for h in hits) / 200 == pytest.approx(metrics["test/recall@5"])
+    ndcg = sum(1 / np.log2(h + 1) for h in hits if h is not None) / 200
+    assert ndcg == pytest.approx(metrics["test/ndcg@5"])
+    with pytest.warns(UserWarning, match="user token"):
+        without = recommender.recommend(histories[0], top_k=5)
+    assert [row.item_id for row in without] != [] and len(without) == 5
+    with pytest.raises(ValueError, match="unknown user id"):
+        recommender.recommend(histories[0], top_k=5, user="no-such-user")
+
+
+def test_exclude_history_drops_the_users_own_items(user_token_run, scientific):
+    from sidrec import load_recommender
+
+    out, _ = user_token_run
+    recommender = load_recommender(out / "model")
+    history = recommender.item_ids[:3]
+    with pytest.warns(UserWarning):
+        every = recommender.recommend_batch([history], top_k=5, num_beams=10)[0]
+    with pytest.warns(UserWarning):
+        fresh = recommender.recommend_batch([history], top_k=5, num_beams=10, exclude_history=True)[0]
+    assert not {row.item_id for row in fresh} & set(history)
+    assert [row.rank for row in fresh] == list(range(1, len(fresh) + 1))
+    assert {row.item_id for row in every} - set(history) == {row.item_id for row in fresh}
+
+
+def test_cli_refuses_a_non_positive_top_k(user_token_run):
+    import subprocess
+    import sys
+
+    out, _ = user_token_run
+    for bad in ("0", "-3"):
+        done = subprocess.run(
+            [sys.executable, "-m", "sidrec.cli", "recommend", str(out / "model"), "--history", "x", "--top-k", bad],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2 and "must be at least 1" in done.stderr

@@ -21,7 +21,14 @@ from transformers import EarlyStoppingCallback, set_seed
 
 from ..model_cards.card import ADAPTER_DIR, write_model_card
 from ..tokenization.semantic_codes import code_statistics
-from .data import NextItemCollator, SemanticIDCollator, load_sequential_data, random_split, write_item_table
+from .data import (
+    NextItemCollator,
+    SemanticIDCollator,
+    load_sequential_data,
+    random_split,
+    write_item_table,
+    write_user_table,
+)
 from .data.item_sets import ItemSetCollator
 from .finetune import last_examples_per_user, parameter_counts, wrap_with_adapter
 from .methods import build_objectives, method_name
@@ -140,6 +147,8 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
         metrics.update(saved_sizes(output_dir))
         tokenizer.save_pretrained(str(model_dir))  # code table + the quantizer that produced it
         write_item_table(model_dir, data.item_ids, data.item_titles)
+        if tokenizer.num_user_buckets:  # serving maps a raw user id to the index its token was hashed from
+            write_user_table(model_dir, data.user_ids)
         write_run_files(output_dir, recipe, metrics, trainer.state.log_history)
         write_test_ranks(output_dir, trainer.last_rankings, test_split)
         card = write_model_card(output_dir)  # model/README.md (+ the plot), from metrics.json and recipe.yaml
@@ -147,8 +156,9 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
         say(f"\nTest, {len(test_split):,} users, full ranking over {data.num_items:,} items ({decoding}):")
         say(format_results(metrics, ks))
         say(f"Saved model, tokenizer and model card ({card}) to {model_dir}; metrics to {output_dir / 'metrics.json'}")
-        show_recommendations(model, tokenizer, data, e.show_user, say)
-    state.wait_for_everyone()
+    state.wait_for_everyone()  # every process is done before the optional printout, which cannot fail a run
+    if state.is_main_process:
+        show_recommendations(model, tokenizer, data, e.show_user, say, top_k=min(10, e.num_beams))
     return metrics
 
 

@@ -216,6 +216,12 @@ def check_recipe(recipe: Recipe) -> None:
     e = recipe.evaluation
     if not e.ks or min(e.ks) < 1:
         raise RecipeError(f"evaluation.ks must be positive cut-offs, e.g. [5, 10, 20]; got {e.ks}")
+    needed = 20 if recipe.task == "collaborative" else 10  # the cut-off early stopping and the best model read
+    if needed not in e.ks:
+        metric = "recall@20" if needed == 20 else "ndcg@10"
+        raise RecipeError(
+            f"evaluation.ks must include {needed}: early stopping follows validation {metric}; got {e.ks}"
+        )
     if generative and max(e.ks) > e.num_beams:
         raise RecipeError(
             f"evaluation.ks reaches {max(e.ks)} but beam search returns evaluation.num_beams={e.num_beams} items "

@@ -11,12 +11,13 @@
 from .collator import NextItemCollator, SemanticIDCollator
 from .config import DataConfig
 from .item_sets import ItemSetCollator, random_split
-from .item_table import ITEMS_FILE, read_item_table, write_item_table
+from .item_table import ITEMS_FILE, USERS_FILE, read_item_table, read_user_table, write_item_table, write_user_table
 from .readers import DataFormatError, RawData
 from .sequences import SequentialData, k_core, load_sequential_data
 
 __all__ = [
     "ITEMS_FILE",
+    "USERS_FILE",
     "DataConfig",
     "DataFormatError",
     "ItemSetCollator",
@@ -28,5 +29,7 @@ __all__ = [
     "load_sequential_data",
     "random_split",
     "read_item_table",
+    "read_user_table",
     "write_item_table",
+    "write_user_table",
 ]

@@ -26,3 +26,25 @@ def read_item_table(directory: str | Path) -> tuple[list[str], list[str]] | None
         return None
     rows = [json.loads(line) for line in path.read_text().splitlines() if line]
     return [str(row["item_id"]) for row in rows], [row.get("title") or "" for row in rows]
+
+
+USERS_FILE = "users.jsonl"
+
+
+def write_user_table(directory: str | Path, user_ids: list[str]) -> None:
+    """Save the raw user ids by user index beside a model that reads a user token.
+
+    The user token is ``<u_{index mod buckets}>``; serving a raw user id the way evaluation did needs
+    the index the data set gave that user.
+    """
+    with open(Path(directory) / USERS_FILE, "w") as handle:
+        for index, raw_id in enumerate(user_ids):
+            handle.write(json.dumps({"index": index, "user_id": raw_id}) + "\n")
+
+
+def read_user_table(directory: str | Path) -> list[str] | None:
+    """Raw user ids by user index from :func:`write_user_table`'s file; None when there is none."""
+    path = Path(directory) / USERS_FILE
+    if not path.exists():
+        return None
+    return [str(json.loads(line)["user_id"]) for line in path.read_text().splitlines() if line]

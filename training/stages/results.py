@@ -65,7 +65,14 @@ def format_results(metrics: dict[str, float], ks: list[int], label: str = "SID-T
 
 
 def show_recommendations(model, tokenizer, data: SequentialData, user: int, say=print, top_k: int = 10) -> None:
-    """Print one test user's recent history and top-k recommendations with titles."""
+    """Print one test user's recent history and top-k recommendations with titles (after the run is saved).
+
+    A ``show_user`` past the test split is said and skipped: the printout is a courtesy, and a finished
+    run must not fail on it.
+    """
+    if not 0 <= user < len(data.splits["test"]):
+        say(f"evaluation.show_user={user} is not a test user (0..{len(data.splits['test']) - 1}); nothing shown")
+        return
     row = data.splits["test"][user]
     result = model.recommend([row["history"]], tokenizer, top_k=top_k, users=[row["user"]])
     say(f"\nUser {data.user_ids[row['user']]} recently interacted with:")
