@@ -12,6 +12,7 @@ only turns the run into template variables.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -401,15 +402,29 @@ def _method(recipe: dict[str, Any]) -> tuple[str, str]:
     """
     from ..training.errors import RecipeError
     from ..training.methods import method_name
-    from ..training.recipe import recipe_from_dict
+    from ..training.recipe import Recipe, recipe_from_dict
 
-    try:
-        name = method_name(recipe_from_dict(recipe))
-    except (RecipeError, TypeError):  # a recipe from an older sidrec: fall back to its joint flag
+    try:  # a recipe.yaml from an older sidrec may hold keys since removed: they named no method
+        name = method_name(recipe_from_dict(_known_keys(recipe, Recipe)))
+    except (RecipeError, TypeError):
         name = "diger-end-to-end" if (recipe.get("joint") or {}).get("enabled") else "tiger"
     base, _, plug_in = name.partition("+")
     label = "DIGER" if base.startswith("diger") else METHOD_LABELS.get(base, base.upper())
     return name, label + (" + SODA" if plug_in == "soda" else "")
+
+
+def _known_keys(values: Any, cls: type) -> Any:
+    """``values`` without the keys that dataclass ``cls`` (and its section dataclasses) does not know."""
+    if not isinstance(values, dict) or not dataclasses.is_dataclass(cls):
+        return values
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kept = {}
+    for key, value in values.items():
+        if key in fields:
+            default = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
+            section = type(default()) if default is not None else None
+            kept[key] = _known_keys(value, section) if section is not None else value
+    return kept
 
 
 def _method_tags(context: dict[str, Any]) -> list[str]:
@@ -430,55 +445,72 @@ def _soda_settings(recipe: dict[str, Any]) -> dict[str, Any] | None:
 def _context(
     run_dir: Path, metrics: dict[str, Any], recipe: dict[str, Any], recipe_text: str, repo_id: str | None
 ) -> dict[str, Any]:
-    """Every template variable, computed from the run (older recipes may lack newer sections)."""
-    data, quantizer, model = recipe.get("data", {}), recipe.get("quantizer", {}), recipe.get("model", {})
-    training, evaluation = recipe.get("training", {}), recipe.get("evaluation", {})
-    embeddings, joint = recipe.get("embeddings", {}) or {}, recipe.get("joint", {}) or {}
-    method_id, method = _method(recipe)
-    joint_enabled = method_id.startswith("diger")  # trained codes; frozen codes inside a joint model are TIGER's
-    ks = [k for k in evaluation.get("ks", [5, 10, 20]) if f"test/recall@{k}" in metrics]
-    data_path = str(data.get("path", "data"))
-    dataset_name, dataset_readme = _dataset_info(data_path)
-    num_users, test_users = metrics.get("data/users"), metrics.get("test/users")
-    model_config_path = run_dir / "model" / "config.json"
-    model_config = json.loads(model_config_path.read_text()) if model_config_path.exists() else {}
-    model_id = repo_id or (run_dir / "model").as_posix()
-    usage, usage_remote = _usage_snippets(model_id)
-    steps = metrics.get("train/steps")
-    paper_size = all(model.get(key) == value for key, value in TIGER_PAPER.items())
-    num_levels = int(quantizer.get("num_levels", 3))
-    codebook_size = int(quantizer.get("codebook_size", 256))
-    has_final = any(key.startswith("codes/final/") for key in metrics)
-    code_prefix = "codes/final/" if has_final else "codes/"  # the codes the model was evaluated with
+    """Every template variable, assembled from small pieces (older recipes may lack newer sections)."""
+    method = _method_context(run_dir, metrics, recipe)
     return {
         "model_name": repo_id or recipe.get("name", run_dir.name),
         "run_name": recipe.get("name", run_dir.name),
         "repo_id": repo_id,
+        "recipe_yaml": recipe_text.rstrip("\n"),
+        "seed": recipe.get("seed"),
+        **method,
+        **_model_context(run_dir, recipe),
+        **_data_context(metrics, recipe),
+        **_results_context(metrics, recipe, method["method"]),
+        **_codes_context(metrics, recipe, trained_codes=method["joint"] is not None),
+        **_training_context(run_dir, metrics, recipe, repo_id),
+    }
+
+
+def _method_context(run_dir: Path, metrics: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
+    """What was trained, named from the recipe: the method, its plug-ins and their settings."""
+    method_id, method = _method(recipe)
+    joint = recipe.get("joint", {}) or {}
+    training = recipe.get("training", {})
+    return {
         "method": method,
         "method_id": method_id,
-        "joint": joint if joint_enabled else None,
+        "joint": joint if method_id.startswith("diger") else None,  # frozen codes in a joint model are TIGER's
         "soda": _soda_settings(recipe),
         "dmrec": _dmrec_settings(recipe),
         "finetune": _finetune_settings(run_dir, recipe, metrics),
-        "model_class": "DMRecT5ForConditionalGeneration"
-        if (recipe.get("dmrec") or {}).get("enabled")
-        else "SIDT5ForConditionalGeneration",
         "noise_strategy": NOISE_STRATEGIES.get(str(joint.get("uncertainty_decay")), joint.get("uncertainty_decay")),
+        "decay_options": _options(joint.get("decay_options") or {}),
         "objectives": ", ".join(
             f"`{name}` ({_options(options)})" for name, options in training.get("objectives", {"ce": 1.0}).items()
         ),
-        "decay_options": _options(joint.get("decay_options") or {}),
+    }
+
+
+def _model_context(run_dir: Path, recipe: dict[str, Any]) -> dict[str, Any]:
+    """The network: its class, shape, size and vocabulary, and how far it is from TIGER's paper size."""
+    model, quantizer = recipe.get("model", {}), recipe.get("quantizer", {})
+    config_path = run_dir / "model" / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    dmrec = (recipe.get("dmrec") or {}).get("enabled")
+    return {
+        "model_class": "DMRecT5ForConditionalGeneration" if dmrec else "SIDT5ForConditionalGeneration",
         "model": model,
         "quantizer": quantizer,
-        "training": training,
-        "evaluation": evaluation,
-        "data": data,
-        "seed": recipe.get("seed"),
-        "embedding_model": _embedding_model(embeddings.get("model")),
+        "embedding_model": _embedding_model((recipe.get("embeddings", {}) or {}).get("model")),
         "num_parameters": _count_parameters(run_dir / "model"),
-        "vocab_size": model_config.get("vocab_size"),
-        "num_levels": num_levels,
-        "codebook_size": codebook_size,
+        "vocab_size": config.get("vocab_size"),
+        "num_levels": int(quantizer.get("num_levels", 3)),
+        "codebook_size": int(quantizer.get("codebook_size", 256)),
+        "paper_size": all(model.get(key) == value for key, value in TIGER_PAPER.items()),
+        "paper_steps": TIGER_PAPER_STEPS,
+        "paper_model": TIGER_PAPER,
+    }
+
+
+def _data_context(metrics: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
+    """The data set, its counts and the split sizes, as the run recorded them."""
+    data = recipe.get("data", {})
+    data_path = str(data.get("path", "data"))
+    dataset_name, dataset_readme = _dataset_info(data_path)
+    num_users, test_users = metrics.get("data/users"), metrics.get("test/users")
+    return {
+        "data": data,
         "dataset_id": Path(data_path).name,
         "dataset_name": dataset_name,
         "dataset_readme": dataset_readme,
@@ -491,24 +523,48 @@ def _context(
         "test_examples": metrics.get("data/test_examples"),
         "test_users": test_users,
         "all_test_users": test_users is not None and test_users == num_users,
+    }
+
+
+def _results_context(metrics: dict[str, Any], recipe: dict[str, Any], method: str) -> dict[str, Any]:
+    """The evaluation settings and the results table against popularity (and a fine-tuned run's base)."""
+    evaluation = recipe.get("evaluation", {})
+    ks = [k for k in evaluation.get("ks", [5, 10, 20]) if f"test/recall@{k}" in metrics]
+    return {
+        "evaluation": evaluation,
         "num_beams": evaluation.get("num_beams", 20),
         "ks": ks,
         "metric_headers": [f"{label}@{k}" for _, label in RANKING_METRICS for k in ks],
         "ranking_rows": _ranking_rows(metrics, ks, f"{method} (this model)"),
         "best_validation_ndcg": _fmt(metrics.get("validation/best_ndcg@10")),
-        "code_columns": ["after the RQ-VAE fit"] + (["final (the codes this model uses)"] if joint_enabled else []),
-        "code_rows": _code_rows(metrics, num_levels, codebook_size, joint_enabled and has_final),
+    }
+
+
+def _codes_context(metrics: dict[str, Any], recipe: dict[str, Any], trained_codes: bool) -> dict[str, Any]:
+    """Code usage and collisions: after the fit, and for trained codes the final table the model uses."""
+    quantizer = recipe.get("quantizer", {})
+    num_levels, codebook_size = int(quantizer.get("num_levels", 3)), int(quantizer.get("codebook_size", 256))
+    has_final = any(key.startswith("codes/final/") for key in metrics)
+    code_prefix = "codes/final/" if has_final else "codes/"  # the codes the model was evaluated with
+    return {
+        "code_columns": ["after the RQ-VAE fit"] + (["final (the codes this model uses)"] if trained_codes else []),
+        "code_rows": _code_rows(metrics, num_levels, codebook_size, trained_codes and has_final),
         "collision_rate": _percent(metrics.get(f"{code_prefix}collision_rate")),
-        "has_plot": _plot_source(run_dir) is not None,
-        "plot_file": PLOT_FILE,
-        "usage": usage,
-        "usage_remote": usage_remote,
-        "recipe_yaml": recipe_text.rstrip("\n"),
+    }
+
+
+def _training_context(run_dir: Path, metrics: dict[str, Any], recipe: dict[str, Any], repo_id: str | None) -> dict:
+    """How long it trained, the curves, and the usage snippets that load this model."""
+    steps = metrics.get("train/steps")
+    usage, usage_remote = _usage_snippets(repo_id or (run_dir / "model").as_posix())
+    return {
+        "training": recipe.get("training", {}),
         "train_steps": None if steps is None else int(steps),
         "train_epochs": metrics.get("train/epochs"),
         "train_minutes": None if metrics.get("train/seconds") is None else metrics["train/seconds"] / 60,
         "train_processes": metrics.get("train/processes"),
-        "paper_size": paper_size,
-        "paper_steps": TIGER_PAPER_STEPS,
-        "paper_model": TIGER_PAPER,
+        "has_plot": _plot_source(run_dir) is not None,
+        "plot_file": PLOT_FILE,
+        "usage": usage,
+        "usage_remote": usage_remote,
     }
