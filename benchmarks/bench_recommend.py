@@ -15,6 +15,7 @@ import platform
 import time
 
 import torch
+from bench_train import SIZES  # noqa: E402  (a sibling script: the same model shapes)
 
 import sidrec  # noqa: F401
 from sidrec import SemanticIDTokenizer, SIDT5Config, SIDT5ForConditionalGeneration
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-beams", type=int, default=20)
     parser.add_argument("--history", type=int, default=20)
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiger", help="TIGER-size or the CPU demo's model")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-generate", action="store_true")
     parser.add_argument("--output", default=None, help="write the result JSON here")
@@ -44,7 +46,8 @@ def main() -> None:
     torch.manual_seed(0)
     codes = append_collision_level(torch.randint(0, 256, (args.items, 3)), 256)
     tokenizer = SemanticIDTokenizer(item_codes=codes, num_levels=4, codebook_size=256, max_history=args.history)
-    model = SIDT5ForConditionalGeneration(SIDT5Config(num_code_levels=4, codebook_size=256)).to(args.device).eval()
+    config = SIDT5Config(num_code_levels=4, codebook_size=256, **SIZES[args.size])
+    model = SIDT5ForConditionalGeneration(config).to(args.device).eval()
     histories = [torch.randint(0, args.items, (args.history,)).tolist() for _ in range(args.users)]
     beams, k = args.num_beams, min(10, args.num_beams)
 
@@ -54,6 +57,8 @@ def main() -> None:
     result = {
         "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
+        "size": args.size,
+        "history": args.history,
         "users": args.users,
         "batch_size": args.batch_size,
         "num_beams": beams,
