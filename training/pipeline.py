@@ -38,7 +38,7 @@ from .methods.sasrec import build_sasrec
 from .ranking import GenerativeRanker, ItemSetRanker, SequenceRanker, evaluate_ranker
 from .recipe import Recipe, check_recipe
 from .stages.codes import build_codes, embed_catalogue
-from .stages.fitting import training_arguments, with_lengths
+from .stages.fitting import train_and_test, training_arguments, with_lengths
 from .stages.models import build_recommender, load_for_finetuning
 from .stages.results import (
     format_results,
@@ -112,12 +112,7 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
         callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience)]
         + built.callbacks,
     )
-    train_started = time.time()
-    train_result = trainer.train()
-    train_seconds = time.time() - train_started
-    eval_started = time.time()
-    test = trainer.evaluate(test_split, metric_key_prefix="test")
-    eval_seconds = time.time() - eval_started
+    train_result, train_seconds, test, eval_seconds = train_and_test(trainer, test_split)
 
     metrics.update(prefixed(test, "test_", "test/"))
     metrics.update(popularity_metrics(data, test_split, ks))
@@ -187,12 +182,7 @@ def run_sasrec(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overr
         ranker=lambda trained: SequenceRanker(trained, e.batch_size),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience)],
     )
-    train_started = time.time()
-    train_result = trainer.train()
-    train_seconds = time.time() - train_started
-    eval_started = time.time()
-    test = trainer.evaluate(test_split, metric_key_prefix="test")
-    eval_seconds = time.time() - eval_started
+    train_result, train_seconds, test, eval_seconds = train_and_test(trainer, test_split)
 
     metrics: dict[str, Any] = {"run/method": method_name(recipe), **prefixed(test, "test_", "test/")}
     metrics.update(popularity_metrics(data, test_split, ks))
@@ -254,10 +244,7 @@ def run_collaborative(recipe: Recipe, overwrite_output_dir: bool = False) -> dic
         ranker=lambda trained: ItemSetRanker(trained, batch_size),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience)],
     )
-    train_started = time.time()
-    train_result = trainer.train()
-    train_seconds = time.time() - train_started
-    test = trainer.evaluate(splits["test"], metric_key_prefix="test")
+    train_result, train_seconds, test, _ = train_and_test(trainer, splits["test"])
 
     metrics: dict[str, Any] = {"run/method": method_name(recipe), **prefixed(test, "test_", "test/")}
     metrics.update({f"data/{k}": v for k, v in data.stats().items() if not k.endswith("_examples")})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +51,17 @@ def training_arguments(recipe: Recipe, output_dir: Path, overrides: dict[str, An
 def with_lengths(split):
     """Add the history length, which ``group_by_length`` batches by to avoid padding short histories."""
     return split.add_column("length", [len(history) for history in split["history"]])
+
+
+def train_and_test(trainer, test_split) -> tuple[Any, float, dict[str, float], float]:
+    """Train (early stopping and best-model loading as the arguments say), then rank the test users.
+
+    Returns the ``TrainOutput``, the training seconds, the test metrics (``test_*`` keys) and the
+    test seconds.
+    """
+    started = time.time()
+    train_result = trainer.train()
+    train_seconds = time.time() - started
+    started = time.time()
+    test = trainer.evaluate(test_split, metric_key_prefix="test")
+    return train_result, train_seconds, test, time.time() - started
