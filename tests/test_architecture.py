@@ -143,7 +143,12 @@ def test_every_method_lives_in_its_own_module_and_registers_its_objectives():
     from sidrec.training import methods
     from sidrec.training.objectives import OBJECTIVES
 
-    assert {module.__name__.rsplit(".", 1)[-1] for module in methods.METHOD_MODULES} == {"diger", "soda", "dmrec", "sasrec"}
+    assert {module.__name__.rsplit(".", 1)[-1] for module in methods.METHOD_MODULES} == {
+        "diger",
+        "soda",
+        "dmrec",
+        "sasrec",
+    }
     owners = {name: cls.__module__ for name, cls in OBJECTIVES.items()}
     assert owners["quantizer"].startswith("sidrec.training.methods.diger")
     assert owners["soda"] == "sidrec.training.methods.soda"

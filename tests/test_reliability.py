@@ -156,3 +156,59 @@ def test_cli_refuses_a_non_positive_top_k(user_token_run):
             timeout=120,
         )
         assert done.returncode == 2 and "must be at least 1" in done.stderr
+
+
+def _joint_step_gradients(fitted, title_embeddings, scientific, tokenizer) -> torch.Tensor:
+    import copy
+
+    from sidrec.training.data import SemanticIDCollator
+    from sidrec.training.methods.diger import JointSIDT5, build_uncertainty_decay
+
+    from .conftest import tiny_config
+
+    trainable = copy.deepcopy(tokenizer)
+    trainable.quantizer = fitted.quantizer
+    rows = [scientific.splits["train"][i] for i in range(256)]
+    batch = SemanticIDCollator(trainable, item_index=True)(rows)
+    torch.manual_seed(0)
+    decay = build_uncertainty_decay("frqud", 3, tokenizer.codebook_size, scale=0.1)
+    model = JointSIDT5.from_recommender_config(
+        tiny_config(tokenizer), copy.deepcopy(fitted.quantizer), title_embeddings, fitted.codes, decay
+    ).train()
+    model(**batch).loss.backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def test_the_joint_step_is_bit_reproducible_in_deterministic_mode(fitted, title_embeddings, scientific, tokenizer):
+    """Two CPU threads made the joint step's gradients differ run to run (~1e-9); SIDTrainer trains in
+    PyTorch's deterministic mode, in which two identical steps give identical gradients."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        first = _joint_step_gradients(fitted, title_embeddings, scientific, tokenizer)
+        second = _joint_step_gradients(fitted, title_embeddings, scientific, tokenizer)
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(threads)
+    assert torch.equal(first, second)
+
+
+def test_training_switches_deterministic_mode_on_and_restores_it(tokenizer, scientific, tmp_path):
+    from transformers import TrainerCallback
+
+    from .test_trainer import make_trainer
+
+    seen = []
+
+    class Probe(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            seen.append(torch.are_deterministic_algorithms_enabled())
+
+    trainer = make_trainer(tokenizer, tmp_path, callbacks=[Probe()])
+    trainer.args.max_steps, trainer.args.eval_strategy, trainer.args.save_strategy = 2, "no", "no"
+    trainer.args.remove_unused_columns = False
+    trainer.train_dataset = scientific.splits["train"].select(range(64))
+    assert not torch.are_deterministic_algorithms_enabled()
+    trainer.train()
+    assert seen == [True, True] and not torch.are_deterministic_algorithms_enabled()

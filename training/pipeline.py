@@ -109,6 +109,7 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
         num_beams=e.num_beams,
         max_eval_users=e.max_validation_users,
         learning_rates=built.learning_rates,
+        deterministic=recipe.training.deterministic,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience)]
         + built.callbacks,
     )
@@ -180,6 +181,7 @@ def run_sasrec(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overr
         ranking_ks=tuple(ks),
         max_eval_users=e.max_validation_users,
         ranker=lambda trained: SequenceRanker(trained, e.batch_size),
+        deterministic=recipe.training.deterministic,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience)],
     )
     train_result, train_seconds, test, eval_seconds = train_and_test(trainer, test_split)
@@ -242,6 +244,7 @@ def run_collaborative(recipe: Recipe, overwrite_output_dir: bool = False) -> dic
         objectives=build_objectives(recipe.training.objectives),
         ranking_ks=tuple(ks),
         ranker=lambda trained: ItemSetRanker(trained, batch_size),
+        deterministic=recipe.training.deterministic,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience)],
     )
     train_result, train_seconds, test, _ = train_and_test(trainer, splits["test"])

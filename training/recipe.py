@@ -78,6 +78,7 @@ class TrainingRecipe:
     logging_steps: int = 50
     save_total_limit: int = 2
     torch_threads: int | None = None
+    deterministic: bool = True  # PyTorch's deterministic algorithms while training (reproducible joint runs)
 
 
 @dataclass

@@ -32,12 +32,31 @@ class ObjectiveTrainer(Trainer):
         *args,
         objectives: dict[str, Objective],
         learning_rates: dict[str, float] | None = None,
+        deterministic: bool = True,
         **kwargs,
     ):
         self.learning_rates = dict(learning_rates or {})
         super().__init__(*args, **kwargs)
         self.objectives = objectives
+        self.deterministic = deterministic
         self._figures: dict[str, list[float]] = defaultdict(list)
+
+    def train(self, *args, **kwargs):
+        """``Trainer.train`` with PyTorch's deterministic algorithms on (``deterministic=True``), then restored.
+
+        With two CPU threads the joint DIGER/SODA step is not reproducible otherwise: the backward of its
+        code-embedding gather accumulates rows in a thread-dependent order (measured: the gradients of
+        two identical steps differ by ~1e-9, and a one-epoch run moves Recall@10 by 10%). The switch is
+        scoped to training, so importing or using sidrec changes no process-wide setting.
+        """
+        if not self.deterministic:
+            return super().train(*args, **kwargs)
+        before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
     def create_optimizer(self, model=None):
         """The stock optimizer, with one parameter group per ``learning_rates`` prefix (x decay / no decay)."""
