@@ -45,6 +45,7 @@ from .stages.results import (
     popularity_metrics,
     prefixed,
     show_recommendations,
+    test_users,
     training_figures,
     write_test_ranks,
 )
@@ -76,9 +77,7 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
     say(f"SID-T5: {sum(p.numel() for p in model.parameters()):,} parameters, vocabulary {model.config.vocab_size}")
 
     e, ks = recipe.evaluation, list(recipe.evaluation.ks)
-    test_split = data.splits["test"]
-    if e.max_test_users:
-        test_split = test_split.select(range(min(e.max_test_users, len(test_split))))
+    test_split = test_users(data, e)
     metrics: dict[str, Any] = {"run/method": method_name(recipe)}
     if recipe.finetune.from_model:  # the saved model as it is, on the same test users: what fine-tuning buys
         base = evaluate_ranker(GenerativeRanker(model, tokenizer, e.num_beams, e.batch_size), test_split, tuple(ks))
@@ -168,9 +167,7 @@ def run_sasrec(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overr
     say(f"SASRec ({recipe.sasrec.loss_type}): {sum(p.numel() for p in model.parameters()):,} parameters")
     train_split = last_examples_per_user(data.splits["train"], 1)  # each user's full sequence, every step supervised
     e, ks = recipe.evaluation, list(recipe.evaluation.ks)
-    test_split = data.splits["test"]
-    if e.max_test_users:
-        test_split = test_split.select(range(min(e.max_test_users, len(test_split))))
+    test_split = test_users(data, e)
     trainer = SIDTrainer(
         model=model,
         args=training_arguments(recipe, output_dir, trainer_overrides),

@@ -32,15 +32,24 @@ class Ranker(Protocol):
 class GenerativeRanker:
     """SID-T5 (TIGER, DIGER, SODA) or DMRec-T5: trie-constrained beam search over the full catalogue."""
 
-    def __init__(self, model, tokenizer, num_beams: int = 20, batch_size: int = 256, progress: bool = False):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        num_beams: int = 20,
+        batch_size: int = 256,
+        progress: bool = False,
+        description: str = "ranking",
+    ):
         self.model, self.tokenizer = model, tokenizer
-        self.num_beams, self.batch_size, self.progress = num_beams, batch_size, progress
+        self.num_beams, self.batch_size = num_beams, batch_size
+        self.progress, self.description = progress, description  # the progress bar and its label
 
-    def rank(self, rows: Rows, top_k: int, description: str = "ranking") -> Recommendations:
+    def rank(self, rows: Rows, top_k: int) -> Recommendations:
         histories, users = rows["history"], rows.get("user")
         items, scores = [], []
         starts = range(0, len(histories), self.batch_size)
-        for start in tqdm(starts, desc=description, disable=not self.progress, leave=False):
+        for start in tqdm(starts, desc=self.description, disable=not self.progress, leave=False):
             result = self.model.recommend(
                 histories[start : start + self.batch_size],
                 self.tokenizer,
@@ -60,7 +69,7 @@ class ItemSetRanker:
     def __init__(self, model, batch_size: int = 1024):
         self.model, self.batch_size = model, batch_size
 
-    def rank(self, rows: Rows, top_k: int, description: str = "ranking") -> Recommendations:
+    def rank(self, rows: Rows, top_k: int) -> Recommendations:
         return self.model.recommend(rows["items"], top_k=top_k, batch_size=self.batch_size)
 
 
@@ -70,7 +79,7 @@ class SequenceRanker:
     def __init__(self, model, batch_size: int = 256):
         self.model, self.batch_size = model, batch_size
 
-    def rank(self, rows: Rows, top_k: int, description: str = "ranking") -> Recommendations:
+    def rank(self, rows: Rows, top_k: int) -> Recommendations:
         return self.model.recommend(rows["history"], top_k=top_k, batch_size=self.batch_size)
 
 
@@ -83,7 +92,7 @@ class PopularityRanker:
     def __init__(self, item_counts: list[int] | torch.Tensor):
         self.counts = torch.as_tensor(item_counts, dtype=torch.float64)
 
-    def rank(self, rows: Rows, top_k: int, description: str = "ranking") -> Recommendations:
+    def rank(self, rows: Rows, top_k: int) -> Recommendations:
         num_users = len(next(iter(rows.values())))
         order = torch.argsort(-self.counts, stable=True)[:top_k]
         return Recommendations(

@@ -150,8 +150,9 @@ class SIDTrainer(ObjectiveTrainer):
         if self.ranker is not None:
             return self.ranker(model)
         progress = self.is_local_process_zero() and not self.args.disable_tqdm
+        batch_size = self.args.per_device_eval_batch_size
         return GenerativeRanker(
-            model, self.processing_class, self.num_beams, self.args.per_device_eval_batch_size, progress=progress
+            model, self.processing_class, self.num_beams, batch_size, progress=progress, description=description
         )
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:

@@ -11,6 +11,15 @@ import torch
 
 from ..data import SequentialData
 from ..ranking import PopularityRanker, evaluate_ranker
+from ..recipe import EvaluationRecipe
+
+
+def test_users(data: SequentialData, evaluation: EvaluationRecipe):
+    """The test split as evaluated: every user, or the first ``evaluation.max_test_users``."""
+    split = data.splits["test"]
+    if evaluation.max_test_users:
+        split = split.select(range(min(evaluation.max_test_users, len(split))))
+    return split
 
 
 def popularity_metrics(data: SequentialData, test_split, ks: list[int]) -> dict[str, float]:
