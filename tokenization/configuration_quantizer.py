@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+LOGIT_MODES = ("calibrated", "centred")
+
 
 class SemanticIDQuantizerConfig(PretrainedConfig):
     """Hyper-parameters of :class:`SemanticIDQuantizer`.
@@ -21,9 +23,22 @@ class SemanticIDQuantizerConfig(PretrainedConfig):
         commitment_beta: weight of ``||r - sg[e]||^2`` in the quantisation loss.
         code_temperature: ``tau`` in ``softmax(-distance / tau)`` for soft distributions and Gumbel assignment.
         dropout: dropout inside the encoder/decoder MLPs.
+        logit_mode: ``"calibrated"`` (logits ``-distance / distance_scale``, the typical nearest-vs-second gap)
+            or ``"centred"`` (each batch's distances min-max centred into [-1, 1], DIGER's and LETTER's code).
+        sinkhorn_epsilon: > 0 makes the noise-free codes of ``sinkhorn_levels`` the Sinkhorn-balanced
+            assignment of each batch (``tokenization.balanced_assignment``; 0.003 in DIGER and LETTER);
+            0 keeps nearest codes.
+        sinkhorn_iterations: Sinkhorn-Knopp iterations (50 in DIGER and LETTER).
+        sinkhorn_levels: the levels that are balanced; ``None`` = all (DIGER), ``[-1]`` = the last (LETTER).
     """
 
     model_type = "sid_rqvae"
+
+    def balanced_level(self, level: int) -> bool:
+        """Whether ``level``'s noise-free codes are Sinkhorn-balanced."""
+        if self.sinkhorn_epsilon <= 0:
+            return False
+        return self.sinkhorn_levels is None or level in {chosen % self.num_levels for chosen in self.sinkhorn_levels}
 
     def __init__(
         self,
@@ -35,6 +50,10 @@ class SemanticIDQuantizerConfig(PretrainedConfig):
         commitment_beta: float = 0.25,
         code_temperature: float = 1.0,
         dropout: float = 0.0,
+        logit_mode: str = "calibrated",
+        sinkhorn_epsilon: float = 0.0,
+        sinkhorn_iterations: int = 50,
+        sinkhorn_levels: list[int] | None = None,
         **kwargs,
     ):
         self.input_dim = input_dim
@@ -45,4 +64,15 @@ class SemanticIDQuantizerConfig(PretrainedConfig):
         self.commitment_beta = commitment_beta
         self.code_temperature = code_temperature
         self.dropout = dropout
+        if logit_mode not in LOGIT_MODES:
+            raise ValueError(f"logit_mode must be one of {LOGIT_MODES}, got {logit_mode!r}")
+        if sinkhorn_epsilon < 0 or sinkhorn_iterations < 1:
+            raise ValueError(
+                f"sinkhorn_epsilon must be >= 0 (0 = off) and sinkhorn_iterations >= 1, "
+                f"got {sinkhorn_epsilon} and {sinkhorn_iterations}"
+            )
+        self.logit_mode = logit_mode
+        self.sinkhorn_epsilon = float(sinkhorn_epsilon)
+        self.sinkhorn_iterations = int(sinkhorn_iterations)
+        self.sinkhorn_levels = None if sinkhorn_levels is None else [int(level) for level in sinkhorn_levels]
         super().__init__(**kwargs)

@@ -16,6 +16,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from .balanced_assignment import balanced_codes, centre_distances
 from .configuration_quantizer import SemanticIDQuantizerConfig
 from .kmeans import kmeans
 
@@ -39,6 +40,8 @@ class QuantizerOutput(ModelOutput):
         reconstruction_loss: MSE between reconstruction and input.
         quantization_loss: sum over levels of ``||sg[r] - e||^2 + beta ||r - sg[e]||^2``.
         assignment: (B, L, K) the one-hot (hard) or soft weights used to build ``quantized``.
+        deterministic_codes: (B, L) the noise-free codes on the same residuals: Sinkhorn-balanced on the
+            levels the config balances, nearest elsewhere (FrqUD's usage statistics are built from them).
     """
 
     codes: torch.LongTensor | None = None
@@ -51,6 +54,7 @@ class QuantizerOutput(ModelOutput):
     reconstruction_loss: torch.FloatTensor | None = None
     quantization_loss: torch.FloatTensor | None = None
     assignment: torch.FloatTensor | None = None
+    deterministic_codes: torch.LongTensor | None = None
 
 
 def _mlp(dims: list[int], dropout: float) -> nn.Sequential:
@@ -174,16 +178,20 @@ class SemanticIDQuantizer(PreTrainedModel):
             noise_scale = noise_scale[None, :]
         if noise_scale.dim() == 2 and noise_scale.size(1) == 1:
             noise_scale = noise_scale.expand(-1, self.config.num_levels)
+        deterministic = []
         for level in range(self.config.num_levels):
             codebook = self.codebooks[level]
             distances = self.distances(residual, level)
-            logits = -distances / self.distance_scale[level]
-            if raw_distance_gradient:  # forward value unchanged (adds an exact zero), gradient in raw units
-                logits = logits.detach() - (distances - distances.detach())
+            logits = self.level_logits(distances, level, raw_distance_gradient)
             all_logits.append(logits)
             probs.append(F.softmax(logits / tau, dim=-1))
+            if self.config.balanced_level(level):
+                steady = balanced_codes(distances, self.config.sinkhorn_epsilon, self.config.sinkhorn_iterations)
+            else:
+                steady = logits.argmax(dim=-1)
+            deterministic.append(steady)
             if mode == "nearest":
-                index = logits.argmax(dim=-1)
+                index = steady
                 weight = F.one_hot(index, codebook.size(0)).to(latent.dtype)
             else:
                 uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
@@ -191,6 +199,9 @@ class SemanticIDQuantizer(PreTrainedModel):
                 scale = noise_scale[..., level].unsqueeze(-1) if noise_scale.dim() else noise_scale
                 soft = F.softmax((logits + scale * gumbel) / tau, dim=-1)
                 index = soft.argmax(dim=-1)
+                if self.config.balanced_level(level):  # samples without noise keep the balanced code
+                    noisy = (torch.as_tensor(scale) > 0).expand(*index.shape, 1).squeeze(-1)
+                    index = torch.where(noisy, index, steady)
                 if hard:
                     one_hot = F.one_hot(index, codebook.size(0)).to(soft.dtype)
                     weight = one_hot - soft.detach() + soft
@@ -214,7 +225,22 @@ class SemanticIDQuantizer(PreTrainedModel):
             latent=latent,
             quantization_loss=quantization_loss,
             assignment=torch.stack(weights, dim=1),
+            deterministic_codes=torch.stack(deterministic, dim=1),
         )
+
+    def level_logits(self, distances: torch.Tensor, level: int, raw_distance_gradient: bool = False) -> torch.Tensor:
+        """Code logits (B, K) of one level from its squared distances, in the config's ``logit_mode``.
+
+        ``calibrated``: ``-distance / distance_scale``; ``raw_distance_gradient`` keeps that forward value
+        and sends gradients back in raw distance units (see :meth:`assign`). ``centred``: minus the
+        batch's distances min-max centred into [-1, 1] (DIGER's reference code), whatever their scale.
+        """
+        if self.config.logit_mode == "centred":
+            return -centre_distances(distances)
+        logits = -distances / self.distance_scale[level]
+        if raw_distance_gradient:  # forward value unchanged (adds an exact zero), gradient in raw units
+            logits = logits.detach() - (distances - distances.detach())
+        return logits
 
     def forward(self, embeddings: torch.Tensor, **assign_kwargs) -> QuantizerOutput:
         """Encode, assign (see :meth:`assign` for the switches), decode, and add up the losses."""

@@ -54,3 +54,18 @@ def code_statistics(codes: torch.LongTensor, codebook_size: int) -> dict[str, fl
     stats["max_items_per_code"] = float(group_sizes.max().item())
     stats["unique_codes"] = float(group_sizes.numel())
     return stats
+
+
+def code_churn(previous: torch.LongTensor, current: torch.LongTensor) -> dict[str, float]:
+    """Share of items whose code changed between two tables (N, L) of the same catalogue.
+
+    Per level: the share of items whose code at that level differs (``level{l}``); ``any``: the share
+    whose semantic ID changed at some level. Re-assigned codes make the recommender's code embeddings
+    stale for exactly these items (README, "DIGER"), which is why joint training logs it.
+    """
+    if previous.shape != current.shape:
+        raise ValueError(f"code tables differ in shape: {tuple(previous.shape)} vs {tuple(current.shape)}")
+    changed = previous != current
+    churn = {f"level{level}": changed[:, level].double().mean().item() for level in range(changed.size(1))}
+    churn["any"] = changed.any(dim=1).double().mean().item()
+    return churn

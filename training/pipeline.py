@@ -123,6 +123,8 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
     if recipe.joint.enabled:  # the codes the model was evaluated and is saved with
         final = code_statistics(tokenizer.item_codes[:, :-1], recipe.quantizer.codebook_size)
         metrics.update({f"codes/final/{k}": v for k, v in final.items()})
+        if isinstance(model, JointSIDT5):  # share of items whose codes moved: last re-assignment and since the start
+            metrics.update({f"codes/final/{k}": v for k, v in model.code_churn().items()})
     metrics.update(training_figures(trainer, train_result, train_seconds, "ndcg@10"))
     metrics.update(
         {

@@ -49,7 +49,8 @@ def method_name(recipe: Recipe) -> str:
     if recipe.dmrec.enabled:
         name = "dmrec-t5"
     elif recipe.joint.enabled and (recipe.joint.trainable or recipe.joint.uncertainty_decay != "none"):
-        name = f"diger-end-to-end-{recipe.joint.uncertainty_decay}"
+        mode = recipe.joint.mode.replace("_", "-")
+        name = f"diger-{mode}-{recipe.joint.uncertainty_decay}"
     else:
         name = "tiger"
     return name + ("+soda" if "soda" in objectives else "")

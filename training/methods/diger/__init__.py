@@ -2,7 +2,9 @@
 
 The room holds everything DIGER adds over TIGER:
 
-- ``joint_model``: :class:`JointSIDT5`, SID-T5 holding the quantizer so one ``Trainer`` trains both;
+- ``joint_model``: :class:`JointSIDT5`, SID-T5 holding the quantizer so one ``Trainer`` trains both,
+  in two modes: ``reference`` (the released code: detached per-epoch table) and ``end_to_end``
+  (the recommendation loss reaches the codes);
 - ``uncertainty_decay``: the Gumbel-noise strategies (``none``, ``anneal``, ``frqud``, ``sdud``);
 - ``living_codes``: the callback that re-assigns the catalogue's codes after each epoch;
 - here: the recipe section (``joint:``), the ``quantizer`` objective with DIGER's balance term,
@@ -16,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ....tokenization.configuration_quantizer import LOGIT_MODES
 from ...errors import RecipeError
 from ...objectives import Objective, register_objective
-from .joint_model import JointOutput, JointSIDT5
+from .joint_model import FROZEN_ENCODER, JOINT_MODES, JointOutput, JointSIDT5
 from .living_codes import LivingCodesCallback
 from .uncertainty_decay import STRATEGIES, UncertaintyDecay, UncertaintyDecayCallback, build_uncertainty_decay
 
@@ -48,6 +51,25 @@ class JointRecipe:
     tokenizer_learning_rate: float = 1e-5
     sigma_learning_rate: float = 1e-3
     reassign_codes: bool = True
+    # ``end_to_end``: the recommendation loss reaches the codes (the paper's claim); ``reference``: DIGER's
+    # released code (detached per-epoch table in and out; the quantizer trains on its own losses).
+    mode: str = "end_to_end"
+    # The settings below default (null) to the mode's own: reference = DIGER's code, end_to_end = sidrec's path.
+    logits: str | None = None  # calibrated | centred (min-max centred batch distances)
+    sinkhorn_epsilon: float | None = None  # > 0: noise-free codes are the batch's Sinkhorn-balanced assignment
+    sinkhorn_iterations: int = 50
+    frozen_encoder: str | None = None  # none | all | all_but_last (reference: all for FrqUD, all but last for SDUD)
+    tokenizer_warmup_epochs: int = 0  # the quantizer stays frozen for these first epochs
+
+    def resolved(self) -> dict[str, Any]:
+        """The mode-dependent settings with their defaults filled in (what the run actually uses)."""
+        reference = self.mode == "reference"
+        frozen = "all_but_last" if self.uncertainty_decay == "sdud" else "all"
+        return {
+            "logits": self.logits or ("centred" if reference else "calibrated"),
+            "sinkhorn_epsilon": self.sinkhorn_epsilon if self.sinkhorn_epsilon is not None else (0.003 * reference),
+            "frozen_encoder": self.frozen_encoder or (frozen if reference else "none"),
+        }
 
 
 def code_balance_loss(code_probs: torch.Tensor) -> torch.Tensor:
@@ -98,6 +120,19 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
         )
     if "quantizer" in objectives and not joint.enabled:
         raise RecipeError("objective `quantizer` trains the tokenizer with the recommender: set `joint.enabled: true`")
+    choices = {"mode": (joint.mode, JOINT_MODES), "logits": (joint.logits, (None, *LOGIT_MODES))}
+    choices["frozen_encoder"] = (joint.frozen_encoder, (None, *FROZEN_ENCODER))
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise RecipeError(f"joint.{key}={value!r} is not one of {[a for a in allowed if a is not None]}")
+    if (joint.sinkhorn_epsilon or 0) < 0 or joint.sinkhorn_iterations < 1 or joint.tokenizer_warmup_epochs < 0:
+        raise RecipeError(
+            "joint.sinkhorn_epsilon must be >= 0 (0 = nearest codes), joint.sinkhorn_iterations >= 1 and "
+            f"joint.tokenizer_warmup_epochs >= 0; got {joint.sinkhorn_epsilon}, {joint.sinkhorn_iterations}, "
+            f"{joint.tokenizer_warmup_epochs}"
+        )
+    if joint.enabled and joint.mode == "reference" and not joint.trainable:
+        raise RecipeError("joint.mode: reference trains the codebooks on their own losses: drop joint.trainable: false")
     try:
         build_uncertainty_decay(joint.uncertainty_decay, 1, 2, **joint.decay_options)
     except (TypeError, ValueError) as error:  # unknown strategy, option or value
@@ -115,9 +150,14 @@ def build_joint_model(
 ) -> tuple[JointSIDT5, dict[str, float], list]:
     """The joint recommender, its per-prefix learning rates (tokenizer, sigma) and its callbacks."""
     joint = recipe.joint
+    settings = joint.resolved()
     decay = build_uncertainty_decay(
         joint.uncertainty_decay, fit.quantizer.config.num_levels, config.codebook_size, **joint.decay_options
     )
+    # The assignment rule lives in the quantizer's config, so the saved tokenizer encodes as training did.
+    fit.quantizer.config.logit_mode = settings["logits"]
+    fit.quantizer.config.sinkhorn_epsilon = float(settings["sinkhorn_epsilon"])
+    fit.quantizer.config.sinkhorn_iterations = joint.sinkhorn_iterations
     model = JointSIDT5.from_recommender_config(
         config,
         fit.quantizer,
@@ -129,6 +169,9 @@ def build_joint_model(
         trainable=joint.trainable,
         code_gradient=joint.code_gradient,
         target_gradient=joint.target_gradient,
+        mode=joint.mode,
+        frozen_encoder=settings["frozen_encoder"],
+        tokenizer_warmup_epochs=joint.tokenizer_warmup_epochs,
     )
     learning_rates = dict(learning_rates)
     learning_rates.setdefault("quantizer.", joint.tokenizer_learning_rate)

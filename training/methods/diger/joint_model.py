@@ -7,7 +7,12 @@ those codes. Straight-through weights make the forward pass use the one-hot of t
 (exactly the code's embedding row) while the backward pass goes through the soft probabilities, so
 the recommender's cross-entropy reaches the codebooks and the encoder. METHODS.md notes that the
 authors' released code lacks this path (its recommender trains on detached codes); this module is
-the path.
+the path: ``mode="end_to_end"``.
+
+``mode="reference"`` is DIGER as its released code trains (METHODS.md): the recommender reads and
+predicts the per-epoch code table, detached, exactly like TIGER's plain SID-T5; the batch's *target*
+items are quantised with the strategy's Gumbel noise only for the tokenizer's own losses (and, for
+SDUD, the loss re-weighting that trains sigma). No recommendation gradient reaches the codebooks.
 
 :class:`JointSIDT5` is a ``SIDT5ForConditionalGeneration`` that also holds the quantizer, the
 uncertainty-decay strategy and the catalogue's current code table as a buffer, so that the stock
@@ -28,12 +33,31 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 from ....modeling.configuration_sid_t5 import NUM_SPECIAL_TOKENS, SIDT5Config
 from ....modeling.modeling_sid_t5 import SIDT5ForConditionalGeneration
 from ....tokenization.modeling_quantizer import SemanticIDQuantizer
-from ....tokenization.semantic_codes import append_collision_level, code_statistics
+from ....tokenization.semantic_codes import append_collision_level, code_churn, code_statistics
 from .uncertainty_decay import UncertaintyDecay
 
 # Config attributes that only the joint model uses; dropped from the exported recommender's config.
-JOINT_CONFIG_KEYS = ("code_temperature", "hard_switch_epoch", "code_gradient", "target_gradient")
+JOINT_CONFIG_KEYS = (
+    "code_temperature",
+    "hard_switch_epoch",
+    "code_gradient",
+    "target_gradient",
+    "joint_mode",
+    "tokenizer_warmup_epochs",
+)
 CODE_GRADIENTS = ("raw", "calibrated")
+JOINT_MODES = ("end_to_end", "reference")
+FROZEN_ENCODER = ("none", "all", "all_but_last")
+
+
+def freeze_encoder(quantizer: SemanticIDQuantizer, which: str) -> None:
+    """Freeze the quantizer's encoder: ``all`` of it (DIGER-FrqUD), ``all_but_last`` layer (SDUD), or ``none``."""
+    if which not in FROZEN_ENCODER:
+        raise ValueError(f"frozen_encoder must be one of {FROZEN_ENCODER}, got {which!r}")
+    layers = [module for module in quantizer.encoder if isinstance(module, torch.nn.Linear)]
+    frozen = {"none": [], "all": layers, "all_but_last": layers[:-1]}[which]
+    for layer in frozen:
+        layer.requires_grad_(False)
 
 
 @dataclass
@@ -80,6 +104,7 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         item_codes: torch.LongTensor,
         uncertainty_decay: UncertaintyDecay,
         trainable: bool = True,
+        frozen_encoder: str = "none",
     ) -> None:
         """Make the quantizer, its strategy and the catalogue part of this model.
 
@@ -87,7 +112,9 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         ``uncertainty_decay.*`` parameter names, which ``training.learning_rates`` addresses). The
         code table is a buffer, saved in every checkpoint, so resuming restores the exact codes. The
         content embeddings are inputs, never trained or saved: a plain attribute rather than a buffer,
-        so that DDP does not broadcast the whole catalogue before every step.
+        so that DDP does not broadcast the whole catalogue before every step. ``frozen_encoder`` keeps
+        encoder layers fixed (see :func:`freeze_encoder`); a tokenizer warm-up later freezes the rest
+        for its first epochs and restores exactly this set.
         """
         expected = (self.config.num_code_levels - 1, self.config.codebook_size)
         found = (quantizer.config.num_levels, quantizer.config.codebook_size)
@@ -98,9 +125,14 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
             )
         self.quantizer = quantizer.train()
         self.quantizer.requires_grad_(trainable)
+        freeze_encoder(self.quantizer, frozen_encoder)
+        self.tokenizer_trainable = {name for name, param in self.quantizer.named_parameters() if param.requires_grad}
         self.uncertainty_decay = uncertainty_decay
         self.item_embeddings = item_embeddings.detach().float()
         self.register_buffer("item_codes", torch.as_tensor(item_codes, dtype=torch.long).clone())
+        # The table training started from and the churn of the last re-assignment (both saved with checkpoints).
+        self.register_buffer("initial_item_codes", self.item_codes.clone())
+        self.register_buffer("last_churn", torch.zeros(self.config.num_code_levels))
         self.code_hard = self.config.hard_switch_epoch == 0
 
     @classmethod
@@ -116,6 +148,9 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         trainable: bool = True,
         code_gradient: str = "raw",
         target_gradient: bool = False,
+        mode: str = "end_to_end",
+        frozen_encoder: str = "none",
+        tokenizer_warmup_epochs: int = 0,
     ) -> JointSIDT5:
         """A fresh recommender with the tokenizer attached.
 
@@ -129,22 +164,37 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
                 to 1e4 times harder on deep levels (see ``SemanticIDQuantizer.assign``).
             target_gradient: let the loss move the *target* item's codes too (DIGER as published).
                 ``False`` keeps only the path through the history's codes (README, DIGER: collapse).
+            mode: ``"end_to_end"`` (the recommendation loss reaches the codes) or ``"reference"`` (DIGER's
+                released code: detached table in and out; see the module docstring).
+            frozen_encoder: ``none``, ``all`` or ``all_but_last`` encoder layers kept fixed.
+            tokenizer_warmup_epochs: the quantizer stays frozen for this many first epochs.
         """
         if code_gradient not in CODE_GRADIENTS:
             raise ValueError(f"code_gradient must be one of {CODE_GRADIENTS}, got {code_gradient!r}")
+        if mode not in JOINT_MODES:
+            raise ValueError(f"joint mode must be one of {JOINT_MODES}, got {mode!r}")
         config = copy.deepcopy(config)  # the joint settings belong to this model, not to the caller's config
         config.code_gradient = code_gradient
         config.target_gradient = target_gradient
         config.code_temperature = code_temperature
         config.hard_switch_epoch = hard_switch_epoch
+        config.joint_mode = mode
+        config.tokenizer_warmup_epochs = int(tokenizer_warmup_epochs)
         model = cls(config)
-        model.attach_tokenizer(quantizer, item_embeddings, item_codes, uncertainty_decay, trainable)
+        model.attach_tokenizer(quantizer, item_embeddings, item_codes, uncertainty_decay, trainable, frozen_encoder)
         return model
 
     def set_epoch(self, epoch: float) -> None:
-        """Switch to hard codes at ``hard_switch_epoch`` and tell the strategy the epoch."""
+        """Switch to hard codes at ``hard_switch_epoch``, end the tokenizer warm-up, tell the strategy the epoch.
+
+        During the warm-up the quantizer's parameters have ``requires_grad`` off, so they get no gradient
+        and the optimizer skips them; afterwards exactly the parameters trainable at attach time train.
+        """
         switch = self.config.hard_switch_epoch
         self.code_hard = switch is not None and int(epoch) >= switch
+        warming_up = int(epoch) < getattr(self.config, "tokenizer_warmup_epochs", 0)
+        for name, param in self.quantizer.named_parameters():
+            param.requires_grad_(name in self.tokenizer_trainable and not warming_up)
         self.uncertainty_decay.set_epoch(epoch)
 
     # ----- the joint step -------------------------------------------------------------------------
@@ -187,6 +237,8 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
             return super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
         if negative_items is None:
             negative_items = target_items.new_empty((len(target_items), 0))
+        if getattr(self.config, "joint_mode", "end_to_end") == "reference":
+            return self._reference_forward(input_ids, attention_mask, labels, target_items, negative_items, **kwargs)
         levels = self.quantizer.config.num_levels
         size = self.config.codebook_size
         level_of_token = (input_ids - NUM_SPECIAL_TOKENS).div(size, rounding_mode="floor")
@@ -235,7 +287,7 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         cross_entropy = torch.cat([code_nll, rest_nll], dim=1).mean()
 
         if self.training:
-            self.uncertainty_decay.update(quantized.probs.argmax(dim=-1))
+            self.uncertainty_decay.update(quantized.deterministic_codes)
         return JointOutput(
             loss=self.uncertainty_decay.weight_loss(cross_entropy),
             recommendation_loss=cross_entropy,
@@ -247,12 +299,54 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
             logits=outputs.logits,
         )
 
+    def _reference_forward(self, input_ids, attention_mask, labels, target_items, negative_items, **kwargs):
+        """DIGER's released step: the recommender on the detached table; the quantizer on the targets alone.
+
+        ``input_ids`` and ``labels`` already hold the table's codes (the collator tokenises with the
+        tokenizer, which :class:`LivingCodesCallback` keeps equal to ``item_codes``), so the recommender
+        step is plain SID-T5. The targets (and SODA's negatives) are quantised with the strategy's noise
+        for the tokenizer's own losses and FrqUD's usage statistics; SDUD's sigma learns from both the
+        quantizer loss and the re-weighted cross-entropy.
+        """
+        outputs = super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+        levels, size = self.quantizer.config.num_levels, self.config.codebook_size
+        quantized = self._assign(torch.cat([target_items, negative_items.flatten()]))
+        if self.training:
+            self.uncertainty_decay.update(quantized.deterministic_codes[: len(target_items)])
+        return JointOutput(
+            loss=self.uncertainty_decay.weight_loss(outputs.loss),
+            recommendation_loss=outputs.loss,
+            quantizer_loss=quantized.loss,
+            code_probs=quantized.probs,
+            codes=quantized.codes,
+            target_code_logits=quantized.logits[: len(target_items)],
+            negative_code_logits=quantized.logits[len(target_items) :].view(*negative_items.shape, levels, size),
+            logits=outputs.logits,
+        )
+
     # ----- the catalogue's codes ------------------------------------------------------------------
     @torch.no_grad()
-    def reassign_item_codes(self) -> dict[str, float]:
-        """Re-encode the whole catalogue with nearest codes, renumber collisions, store the table.
+    def mark_start_codes(self) -> None:
+        """Remember the current table as the one training started from (churn "since the start")."""
+        self.initial_item_codes.copy_(self.item_codes)
 
-        Returns the code statistics (per-level usage and perplexity, collision rate) of the new codes.
+    @torch.no_grad()
+    def code_churn(self) -> dict[str, float]:
+        """Churn of the last re-assignment (``churn/...``) and since the start (``churn_from_start/...``)."""
+        levels = self.config.num_code_levels - 1
+        figures = {f"churn/level{level}": self.last_churn[level].item() for level in range(levels)}
+        figures["churn/any"] = self.last_churn[levels].item()
+        since_start = code_churn(self.initial_item_codes[:, :levels], self.item_codes[:, :levels])
+        figures.update({f"churn_from_start/{key}": value for key, value in since_start.items()})
+        return figures
+
+    @torch.no_grad()
+    def reassign_item_codes(self) -> dict[str, float]:
+        """Re-encode the whole catalogue, renumber collisions, store the table.
+
+        The codes are the quantizer's noise-free ones (nearest, or Sinkhorn-balanced where its config
+        says). Returns the code statistics (per-level usage and perplexity, collision rate) of the new
+        codes and their churn (since the previous table and since the start).
         """
         raw = self.quantizer.encode_codes(self.item_embeddings.to(self.item_codes.device))
         try:
@@ -262,8 +356,11 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
                 f"Joint training collapsed the semantic IDs: {error} Lower joint.tokenizer_learning_rate, raise the "
                 "quantizer objective's weight, or use an uncertainty decay (frqud, sdud) that keeps exploring codes."
             ) from error
+        previous = self.item_codes[:, :-1].cpu()
+        churn = code_churn(previous, raw.cpu())
+        self.last_churn.copy_(torch.tensor(list(churn.values()), dtype=self.last_churn.dtype))
         self.item_codes.copy_(table.to(self.item_codes.device))
-        return code_statistics(raw.cpu(), self.config.codebook_size)
+        return {**code_statistics(raw.cpu(), self.config.codebook_size), **self.code_churn()}
 
     def to_recommender(self) -> SIDT5ForConditionalGeneration:
         """The plain SID-T5 with this model's trained weights (what is saved, served and pushed)."""
@@ -271,7 +368,7 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         values.pop("architectures", None)
         values.pop("auto_map", None)
         recommender = SIDT5ForConditionalGeneration(SIDT5Config.from_dict(values))
-        joint_only = ("quantizer.", "uncertainty_decay.", "item_codes")
+        joint_only = ("quantizer.", "uncertainty_decay.", "item_codes", "initial_item_codes", "last_churn")
         recommender.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith(joint_only)})
         recommender.generation_config = copy.deepcopy(self.generation_config)
         return recommender.to(self.device).train(self.training)

@@ -4,7 +4,8 @@ When the tokenizer trains with the recommender (DIGER), an item's nearest codes 
 epoch this callback re-encodes the whole catalogue, renumbers collisions, stores the table in the
 model (so checkpoints carry it) and in the tokenizer (which rebuilds its trie), so that evaluation
 decodes with the current codes and the next epoch's batches are tokenised with them. It also
-records the code statistics and the noise figures over training, for the run's plot.
+records the code statistics, the churn (share of items whose code changed, per level, since the
+previous re-assignment and since the start) and the noise figures over training, for the run's plot.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class LivingCodesCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.global_step == 0:  # the starting codes' statistics; a resumed run keeps its checkpoint's table
-            self._record(state, model, model.reassign_item_codes() if self.reassign else {})
+            stats = model.reassign_item_codes() if self.reassign else {}
+            model.mark_start_codes()  # churn "since the start" counts from this table
+            self._record(state, model, {k: v for k, v in stats.items() if not k.startswith("churn_from_start/")})
         self._sync(model)  # the tokenizer follows the model's table (restored from the checkpoint on resume)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):

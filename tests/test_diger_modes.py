@@ -1,0 +1,230 @@
+"""DIGER's two modes: the reference (released code) step, balanced codes, churn, tokenizer warm-up.
+
+Hand-worked cases for the assignment maths; real Scientific batches for the gradient paths.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from sidrec import SemanticIDTokenizer
+from sidrec.tokenization.balanced_assignment import balanced_codes, centre_distances, sinkhorn_plan
+from sidrec.tokenization.semantic_codes import code_churn, code_statistics
+from sidrec.training.errors import RecipeError
+from sidrec.training.methods import check_method_settings, method_name
+from sidrec.training.methods.diger import JointSIDT5
+from sidrec.training.methods.diger.uncertainty_decay import build_uncertainty_decay
+from sidrec.training.recipe import load_recipe
+
+from .conftest import ROOT, tiny_config
+from .test_joint import train_batch
+
+
+# ----- the assignment maths, by hand --------------------------------------------------------------------
+def test_centred_distances_by_hand():
+    distances = torch.tensor([[1.0, 3.0], [2.0, 5.0]])  # min 1, max 5: middle 3, half-range 2
+    expected = torch.tensor([[-1.0, 0.0], [-0.5, 1.0]])
+    torch.testing.assert_close(centre_distances(distances, eps=0.0), expected)
+    assert centre_distances(torch.full((2, 3), 7.0)).abs().max() == 0  # all equal: no division by zero
+
+
+def test_sinkhorn_balances_two_items_that_share_a_nearest_code():
+    # Both items are nearest to code 0; the cheaper balanced assignment gives code 0 to item 0
+    # (cost 0 + 0.5 for item 1 on code 1, against 1 + 0 the other way round).
+    distances = torch.tensor([[0.0, 1.0], [0.0, 0.5]])
+    assert distances.argmin(dim=1).tolist() == [0, 0]
+    assert balanced_codes(distances).tolist() == [0, 1]
+    plan = sinkhorn_plan(centre_distances(distances))
+    torch.testing.assert_close(plan.sum(dim=1), torch.ones(2))  # each item: one unit of assignment
+    torch.testing.assert_close(plan.sum(dim=0), torch.ones(2), atol=0.02, rtol=0)  # each code: B / K items
+
+
+def test_sinkhorn_uses_every_code_about_equally_on_random_costs():
+    generator = torch.Generator().manual_seed(0)
+    distances = torch.rand(1024, 32, generator=generator)
+    counts = torch.bincount(balanced_codes(distances), minlength=32)
+    nearest = torch.bincount(distances.argmin(dim=1), minlength=32)
+    assert counts.max() - counts.min() < nearest.max() - nearest.min()
+    assert counts.max() <= 1.25 * 1024 / 32
+
+
+def test_sinkhorn_rejects_a_non_positive_epsilon():
+    with pytest.raises(ValueError, match="epsilon must be > 0"):
+        sinkhorn_plan(torch.zeros(2, 2), epsilon=0.0)
+
+
+def balanced_quantizer(fitted, logit_mode: str = "centred", epsilon: float = 0.003):
+    quantizer = copy.deepcopy(fitted.quantizer).eval()
+    quantizer.config.logit_mode = logit_mode
+    quantizer.config.sinkhorn_epsilon = epsilon
+    return quantizer
+
+
+def test_centred_logits_are_minus_the_centred_distances(fitted, title_embeddings):
+    quantizer = balanced_quantizer(fitted, epsilon=0.0)
+    latent = quantizer.encoder(title_embeddings[:64])
+    output = quantizer.assign(latent)
+    distances = quantizer.distances(latent, 0)
+    low, high = distances.min(), distances.max()
+    by_hand = -(distances - (low + high) / 2) / ((high - low) / 2 + 1e-5)
+    torch.testing.assert_close(output.logits[:, 0], by_hand)
+    assert output.logits.min() >= -1 - 1e-6 and output.logits.max() <= 1 + 1e-6
+
+
+def test_sinkhorn_codes_spread_the_catalogue_and_noise_free_gumbel_keeps_them(fitted, title_embeddings):
+    nearest = fitted.quantizer.encode_codes(title_embeddings)
+    quantizer = balanced_quantizer(fitted)
+    balanced = quantizer.encode_codes(title_embeddings)
+    spread, before = code_statistics(balanced, 32), code_statistics(nearest, 32)
+    for level in range(3):  # 50 iterations balance most codes; a few far-away codes stay under-used
+        assert spread[f"level{level}/perplexity"] > before[f"level{level}/perplexity"]
+        assert spread[f"level{level}/usage"] >= before[f"level{level}/usage"]
+    # Balancing each level on its own does not lower collisions: on this fixture they rise (42% -> 56%).
+    latent = quantizer.encoder(title_embeddings[:256])
+    quiet = quantizer.assign(latent, mode="gumbel", noise_scale=0.0)
+    assert torch.equal(quiet.codes, quiet.deterministic_codes)
+    assert torch.equal(quiet.codes, quantizer.assign(latent).codes)
+    hot = torch.zeros(256, 1)
+    hot[:8] = 1.0  # only the first 8 samples are noisy: the others keep their balanced codes
+    mixed = quantizer.assign(latent, mode="gumbel", noise_scale=hot, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(mixed.codes[8:, 0], quiet.codes[8:, 0])
+
+
+# ----- churn ----------------------------------------------------------------------------------------
+def test_code_churn_by_hand():
+    before = torch.tensor([[0, 1, 2], [0, 1, 3], [4, 5, 6], [7, 7, 7]])
+    after = torch.tensor([[0, 1, 2], [0, 2, 3], [4, 5, 0], [1, 7, 0]])
+    # level 0: item 3 changed (1/4); level 1: item 1 (1/4); level 2: items 2 and 3 (2/4); any: items 1, 2, 3.
+    assert code_churn(before, after) == {"level0": 0.25, "level1": 0.25, "level2": 0.5, "any": 0.75}
+    with pytest.raises(ValueError, match="differ in shape"):
+        code_churn(before, after[:, :2])
+
+
+# ----- the reference mode on real batches ------------------------------------------------------------
+def reference_model(fitted, embeddings, strategy: str, frozen_encoder: str, warmup: int = 0):
+    quantizer = balanced_quantizer(fitted).train()
+    tokenizer = SemanticIDTokenizer(
+        item_codes=fitted.codes.clone(), quantizer=quantizer, num_levels=4, codebook_size=32
+    )
+    torch.manual_seed(0)
+    model = JointSIDT5.from_recommender_config(
+        tiny_config(tokenizer),
+        quantizer,
+        embeddings,
+        tokenizer.item_codes,
+        build_uncertainty_decay(strategy, 3, 32),
+        mode="reference",
+        frozen_encoder=frozen_encoder,
+        tokenizer_warmup_epochs=warmup,
+    )
+    return model.train(), tokenizer
+
+
+def test_reference_frqud_cross_entropy_gives_the_tokenizer_no_gradient(fitted, title_embeddings, scientific):
+    model, tokenizer = reference_model(fitted, title_embeddings, "frqud", "all")
+    batch = train_batch(tokenizer, scientific)
+    output = model(**batch)
+    output.loss.backward()
+    assert all(param.grad is None for param in model.quantizer.parameters())
+    assert model.shared.weight.grad.abs().sum() > 0
+    # The recommender step is plain SID-T5 on the table's codes.
+    plain = model.to_recommender().train()
+    torch.manual_seed(1)
+    expected = plain(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    torch.manual_seed(1)
+    again = model(**batch)
+    torch.testing.assert_close(again.recommendation_loss, expected.loss)
+    # The quantizer's own loss trains the codebooks only: the encoder is frozen.
+    model.zero_grad()
+    model(**batch).quantizer_loss.backward()
+    assert model.quantizer.codebooks.grad.abs().sum() > 0
+    assert all(param.grad is None for param in model.quantizer.encoder.parameters())
+
+
+def test_reference_sdud_cross_entropy_reaches_only_sigma(fitted, title_embeddings, scientific):
+    model, tokenizer = reference_model(fitted, title_embeddings, "sdud", "all_but_last")
+    output = model(**train_batch(tokenizer, scientific))
+    output.loss.backward()
+    assert model.uncertainty_decay.sigma.grad.abs().sum() > 0
+    assert all(param.grad is None for param in model.quantizer.parameters())
+    layers = [module for module in model.quantizer.encoder if isinstance(module, torch.nn.Linear)]
+    assert all(not p.requires_grad for layer in layers[:-1] for p in layer.parameters())
+    assert all(p.requires_grad for p in layers[-1].parameters())
+
+
+def test_frqud_hot_test_on_balanced_codes_marks_fewer_samples_hot(fitted, title_embeddings, scientific):
+    """FrqUD's usage EMA fed with Sinkhorn codes stays near uniform, so fewer samples are hot."""
+    fractions = {}
+    for epsilon in (0.0, 0.003):
+        model, tokenizer = reference_model(fitted, title_embeddings, "frqud", "all")
+        model.quantizer.config.sinkhorn_epsilon = epsilon
+        model.uncertainty_decay.momentum = 0.5  # a short run reaches the EMA's steady state
+        with torch.no_grad():
+            for step in range(8):
+                model(**train_batch(tokenizer, scientific, size=128, start=128 * step))
+        fractions[epsilon] = model.uncertainty_decay.figures()["frqud/hot_fraction"]
+    assert fractions[0.003] < fractions[0.0]
+
+
+def test_tokenizer_warmup_freezes_then_restores_exactly_the_trainable_set(fitted, title_embeddings):
+    model, _ = reference_model(fitted, title_embeddings, "frqud", "all_but_last", warmup=1)
+    trainable = {name for name, param in model.quantizer.named_parameters() if param.requires_grad}
+    assert "codebooks" in trainable and not any(name.startswith("encoder.0.") for name in trainable)
+    model.set_epoch(0)
+    assert not any(param.requires_grad for param in model.quantizer.parameters())
+    model.set_epoch(1)
+    assert {name for name, param in model.quantizer.named_parameters() if param.requires_grad} == trainable
+
+
+def test_reassignment_reports_churn_since_last_table_and_since_start(fitted, title_embeddings):
+    model, _ = reference_model(fitted, title_embeddings, "frqud", "all")
+    model.quantizer.config.sinkhorn_epsilon = 0.0  # 32 balanced codes put > 32 items on one ID in this tiny fixture
+    first = model.reassign_item_codes()
+    assert first["churn/level0"] == pytest.approx(code_churn(fitted.codes[:, :1], model.item_codes[:, :1])["level0"])
+    model.mark_start_codes()
+    start = model.item_codes.clone()
+    with torch.no_grad():
+        model.quantizer.codebooks[2] += 0.05 * torch.randn_like(model.quantizer.codebooks[2])
+    moved = model.reassign_item_codes()
+    by_hand = code_churn(start[:, :3], model.item_codes[:, :3])
+    assert moved["churn/level0"] == 0.0 and moved["churn/level1"] == 0.0  # only the last level's codebook moved
+    assert moved["churn/level2"] == pytest.approx(by_hand["level2"]) and by_hand["level2"] > 0
+    assert moved["churn_from_start/level2"] == pytest.approx(by_hand["level2"])
+    assert model.code_churn()["churn/any"] == pytest.approx(by_hand["any"])
+    assert "initial_item_codes" not in model.to_recommender().state_dict()
+
+
+# ----- the recipe ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, method, resolved",
+    [
+        ("scientific-diger-reference-frqud-demo", "diger-reference-frqud", ("centred", 0.003, "all")),
+        ("scientific-diger-reference-sdud-demo", "diger-reference-sdud", ("centred", 0.003, "all_but_last")),
+        ("scientific-diger-frqud-demo", "diger-end-to-end-frqud", ("calibrated", 0.0, "none")),
+    ],
+)
+def test_recipes_name_the_mode_and_resolve_its_defaults(name, method, resolved):
+    recipe = load_recipe(ROOT / "configs" / f"{name}.yaml")
+    check_method_settings(recipe)
+    assert method_name(recipe) == method
+    settings = recipe.joint.resolved()
+    assert (settings["logits"], settings["sinkhorn_epsilon"], settings["frozen_encoder"]) == resolved
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("joint.mode=refrence", "joint.mode='refrence' is not one of"),
+        ("joint.logits=centered", "joint.logits='centered' is not one of"),
+        ("joint.frozen_encoder=most", "joint.frozen_encoder='most'"),
+        ("joint.sinkhorn_epsilon=-1", "sinkhorn_epsilon must be >= 0"),
+        ("joint.trainable=false", "drop joint.trainable: false"),
+    ],
+)
+def test_bad_joint_settings_fail_before_any_work(override, message):
+    recipe = load_recipe(ROOT / "configs" / "scientific-diger-reference-frqud-demo.yaml", [override])
+    with pytest.raises(RecipeError, match=message):
+        check_method_settings(recipe)
