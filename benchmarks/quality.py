@@ -73,6 +73,13 @@ GRIDS: dict[str, list[GridRun]] = {
         _sci("diger-frqud-soda-demo"),
         _sci("dmrec-t5-demo"),
     ],
+    "scientific-diger": [
+        _sci("tiger-demo"),
+        _sci("diger-reference-frqud-demo"),
+        _sci("diger-reference-sdud-demo"),
+        _sci("diger-frqud-demo"),
+        _sci("diger-sdud-demo"),
+    ],
     "scientific-mult-vae": [_sci("mult-vae-base"), _sci("mult-vae-mddm")],
     "beauty-floor": [_beauty("sasrec"), _beauty("tiger-cpu")],
     "beauty-mult-vae": [_beauty("mult-vae-base"), _beauty("mult-vae-mddm")],
