@@ -15,8 +15,9 @@ Budgets: ``demo`` is the recipe as written (the 4-epoch CPU demos); ``converged`
 stopping rule for every method: early stopping on validation NDCG@10 (Recall@20 for Mult-VAE, its
 paper's rule), patience 10 evaluations, at most 200 epochs.
 
-``render`` writes every table between ``<!-- results:<dataset>:<budget>[:item-sets] -->`` and
-``<!-- /results -->`` in the README: mean and standard deviation over seeds, the change of
+``render`` writes every table between ``<!-- results:<dataset>:<budget>[:item-sets|:codes] -->`` and
+``<!-- /results -->`` in the README (``codes``: level usage, collisions and churn of the semantic IDs
+each run was evaluated with): mean and standard deviation over seeds, the change of
 Recall@10 against TIGER and a paired randomization test over users on Recall@10 (per-user hits
 averaged over seeds). No number in those tables is typed by hand (``tests/test_quality.py``).
 """
@@ -53,6 +54,7 @@ class GridRun:
     recipe: str  # path under configs/
     dataset: str  # the results file's name
     overrides: tuple[str, ...] = ()
+    variant: str = ""  # names an ablation (recipe + overrides) in run ids and tables, e.g. "freeze-codes-2"
 
 
 def _sci(name: str) -> GridRun:
@@ -61,6 +63,20 @@ def _sci(name: str) -> GridRun:
 
 def _beauty(name: str) -> GridRun:
     return GridRun(f"configs/beauty-{name}.yaml", "beauty")
+
+
+def _ablation(name: str, variant: str, *overrides: str) -> GridRun:
+    return GridRun(f"configs/scientific-{name}.yaml", "scientific", tuple(overrides), variant)
+
+
+# One option of DIGER's end-to-end mode at a time, over the FrqUD demo (issue: DIGER that works).
+DIGER_ABLATIONS = [
+    _ablation("diger-frqud-demo", "warmup-1", "joint.tokenizer_warmup_epochs=1"),
+    _ablation("diger-frqud-demo", "freeze-codes-2", "joint.freeze_codes_epoch=2"),
+    _ablation("diger-frqud-demo", "alternate", "joint.alternate=true"),
+    _ablation("diger-frqud-demo", "hysteresis-1", "joint.code_hysteresis=1.0"),
+    _ablation("diger-frqud-demo", "sinkhorn-centred", "joint.logits=centred", "joint.sinkhorn_epsilon=0.003"),
+]
 
 
 GRIDS: dict[str, list[GridRun]] = {
@@ -80,6 +96,7 @@ GRIDS: dict[str, list[GridRun]] = {
         _sci("diger-frqud-demo"),
         _sci("diger-sdud-demo"),
     ],
+    "scientific-diger-ablations": DIGER_ABLATIONS,
     "scientific-mult-vae": [_sci("mult-vae-base"), _sci("mult-vae-mddm")],
     "beauty-floor": [_beauty("sasrec"), _beauty("tiger-cpu")],
     "beauty-mult-vae": [_beauty("mult-vae-base"), _beauty("mult-vae-mddm")],
@@ -87,7 +104,8 @@ GRIDS: dict[str, list[GridRun]] = {
 
 
 def run_id(run: GridRun, seed: int, budget: str) -> str:
-    return f"{Path(run.recipe).stem}/{budget}/seed{seed}"
+    name = Path(run.recipe).stem + (f"+{run.variant}" if run.variant else "")
+    return f"{name}/{budget}/seed{seed}"
 
 
 def read_results(path: Path) -> list[dict]:
@@ -111,9 +129,14 @@ def machine() -> str:
 
 
 def commit() -> str:
-    """The code's commit, marked ``-dirty`` when the tree had uncommitted changes."""
+    """The code's commit, marked ``-dirty`` when the tree had uncommitted changes.
+
+    The results files are left out of the check: a grid appends to them as it runs, which is not a
+    change to the code that produced the numbers.
+    """
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
+    status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results"]
+    dirty = subprocess.run(status, cwd=ROOT, capture_output=True)
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
@@ -126,6 +149,7 @@ def result_row(run: GridRun, seed: int, budget: str, output_dir: Path) -> dict:
         "id": run_id(run, seed, budget),
         "recipe": run.recipe,
         "method": method,
+        "variant": run.variant,
         "protocol": "item-sets" if method.startswith("mult-vae") else "leave-one-out",
         "seed": seed,
         "budget": budget,
@@ -171,10 +195,11 @@ def run_grid(
 ) -> int:
     """Train every run of the grid not yet in its results file; returns how many were trained.
 
-    ``recipes`` keeps only the grid's runs whose recipe file stem is listed (e.g. ``scientific-sasrec``).
+    ``recipes`` keeps only the grid's runs whose recipe file stem (e.g. ``scientific-sasrec``) or variant
+    (e.g. ``freeze-codes-2``) is listed.
     """
     trained = 0
-    runs = [run for run in GRIDS[name] if recipes is None or Path(run.recipe).stem in recipes]
+    runs = [run for run in GRIDS[name] if recipes is None or {Path(run.recipe).stem, run.variant} & set(recipes)]
     for run, seed in itertools.product(runs, seeds):
         path = results_dir / f"{run.dataset}.jsonl"
         row_id = run_id(run, seed, budget)
@@ -246,9 +271,7 @@ def render_table(
     chosen = [r for r in rows if r["budget"] == budget and r.get("protocol", "leave-one-out") == protocol]
     if not chosen:
         return f"_No {budget}-budget {protocol} runs in `benchmarks/results/{dataset}.jsonl` yet._"
-    methods: dict[str, list[dict]] = {}
-    for row in sorted(chosen, key=lambda r: (r["method"], r["seed"])):
-        methods.setdefault(row["method"], []).append(row)
+    methods = _by_method(chosen)
     baseline_name = BASELINES[protocol]
     baseline = methods.get(baseline_name, [])
     baseline_hits = _mean_hits(baseline, dataset, results_dir)
@@ -276,6 +299,46 @@ def render_table(
     return "\n".join(lines)
 
 
+def row_label(row: dict) -> str:
+    """A table row's name: the method, and the ablation variant in brackets when there is one."""
+    return row["method"] + (f" [{row['variant']}]" if row.get("variant") else "")
+
+
+def _by_method(rows: list[dict]) -> dict[str, list[dict]]:
+    methods: dict[str, list[dict]] = {}
+    for row in sorted(rows, key=lambda r: (row_label(r), r["seed"])):
+        methods.setdefault(row_label(row), []).append(row)
+    return methods
+
+
+def render_codes_table(rows: list[dict], budget: str) -> str:
+    """Code figures of each semantic-ID method at ``budget``: the codes it was evaluated with, and churn.
+
+    Level usage and collision rate of the final table (``codes/final/...`` for DIGER, the fitted codes
+    otherwise) and, for methods whose codes move, the share of items whose code at each level differs
+    from the table training started with; mean over seeds.
+    """
+    chosen = [r for r in rows if r["budget"] == budget and "codes/collision_rate" in r["metrics"]]
+    if not chosen:
+        return f"_No {budget}-budget semantic-ID runs yet._"
+    levels = sorted({k.split("/")[1] for r in chosen for k in r["metrics"] if k.startswith("codes/level")})
+    header = ["method", "seeds", *[f"{lvl} usage" for lvl in levels], "collisions"]
+    header += [f"churn {lvl}" for lvl in levels]
+    lines = ["| " + " | ".join(header) + " |", "| --- | ---: |" + " ---: |" * (len(header) - 2)]
+
+    def mean(runs: list[dict], key: str) -> str:
+        values = [r["metrics"][key] for r in runs if key in r["metrics"]]
+        return f"{100 * float(np.mean(values)):.1f}%" if values else "-"
+
+    for method, runs in _by_method(chosen).items():
+        final = "codes/final/" if any("codes/final/collision_rate" in r["metrics"] for r in runs) else "codes/"
+        cells = [mean(runs, f"{final}{lvl}/usage") for lvl in levels] + [mean(runs, f"{final}collision_rate")]
+        cells += [mean(runs, f"codes/final/churn_from_start/{lvl}") for lvl in levels]
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        lines.append(f"| {method} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _p(value: float) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
@@ -297,7 +360,10 @@ def render_readme(text: str, results_dir: Path = RESULTS) -> str:
         dataset, budget, *protocol = text[start + len(marker) : close - 3].strip().split(":")
         stop = text.index(end, close)
         rows = read_results(results_dir / f"{dataset}.jsonl")
-        table = render_table(rows, dataset, budget, protocol[0] if protocol else "leave-one-out", results_dir)
+        if protocol == ["codes"]:
+            table = render_codes_table(rows, budget)
+        else:
+            table = render_table(rows, dataset, budget, protocol[0] if protocol else "leave-one-out", results_dir)
         out += [text[position:close], "\n", table, "\n"]
         position = stop
     out.append(text[position:])

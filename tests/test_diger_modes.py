@@ -93,6 +93,22 @@ def test_sinkhorn_codes_spread_the_catalogue_and_noise_free_gumbel_keeps_them(fi
     assert torch.equal(mixed.codes[8:, 0], quiet.codes[8:, 0])
 
 
+def test_hysteresis_keeps_a_code_unless_the_new_one_is_better_by_the_margin():
+    from sidrec.tokenization.configuration_quantizer import SemanticIDQuantizerConfig
+    from sidrec.tokenization.modeling_quantizer import SemanticIDQuantizer
+
+    quantizer = SemanticIDQuantizer(
+        SemanticIDQuantizerConfig(input_dim=2, hidden_dims=[], latent_dim=2, num_levels=1, codebook_size=2)
+    )
+    with torch.no_grad():
+        quantizer.codebooks[0] = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    latent = torch.tensor([[0.4, 0.0]])  # squared distances 0.16 and 0.36: code 0 is better by 0.2 logits
+    held = torch.tensor([[1]])
+    assert quantizer.assign(latent).codes.tolist() == [[0]]
+    assert quantizer.assign(latent, previous_codes=held, hysteresis=0.1).codes.tolist() == [[0]]
+    assert quantizer.assign(latent, previous_codes=held, hysteresis=0.3).codes.tolist() == [[1]]
+
+
 # ----- churn ----------------------------------------------------------------------------------------
 def test_code_churn_by_hand():
     before = torch.tensor([[0, 1, 2], [0, 1, 3], [4, 5, 6], [7, 7, 7]])
@@ -195,6 +211,62 @@ def test_reassignment_reports_churn_since_last_table_and_since_start(fitted, tit
     assert moved["churn_from_start/level2"] == pytest.approx(by_hand["level2"])
     assert model.code_churn()["churn/any"] == pytest.approx(by_hand["any"])
     assert "initial_item_codes" not in model.to_recommender().state_dict()
+
+
+def end_to_end_model(fitted, embeddings, **options):
+    tokenizer = SemanticIDTokenizer(
+        item_codes=fitted.codes.clone(), quantizer=copy.deepcopy(fitted.quantizer), num_levels=4, codebook_size=32
+    )
+    torch.manual_seed(0)
+    model = JointSIDT5.from_recommender_config(
+        tiny_config(tokenizer),
+        tokenizer.quantizer,
+        embeddings,
+        tokenizer.item_codes,
+        build_uncertainty_decay("frqud", 3, 32),
+        **options,
+    )
+    return model.train(), tokenizer
+
+
+def test_alternating_phases_train_one_side_at_a_time(fitted, title_embeddings, scientific):
+    model, tokenizer = end_to_end_model(fitted, title_embeddings, alternate=True, freeze_codes_epoch=2)
+    batch = train_batch(tokenizer, scientific)
+    model.set_epoch(0)  # tokenizer epoch: the loss reaches the codebooks through the codes, the recommender is frozen
+    assert model.phase == "tokenizer" and not model.codes_fixed
+    model(**batch).loss.backward()
+    assert model.quantizer.codebooks.grad.abs().sum() > 0
+    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("quantizer."))
+    model.zero_grad(set_to_none=True)
+    model.set_epoch(1)  # recommender epoch on the fixed table
+    assert model.phase == "recommender" and model.codes_fixed
+    output = model(**batch)
+    (output.loss + output.quantizer_loss).backward()
+    assert all(p.grad is None for p in model.quantizer.parameters())
+    assert model.shared.weight.grad.abs().sum() > 0
+    model.set_epoch(2)
+    assert model.phase == "frozen_codes" and model.codes_fixed
+    model.set_epoch(3)
+    assert model.phase == "frozen_codes"  # the final phase lasts to the end
+
+
+def test_no_reassignment_in_a_phase_on_fixed_codes(fitted, title_embeddings):
+    from types import SimpleNamespace
+
+    from sidrec.training.methods.diger import LivingCodesCallback
+
+    model, tokenizer = end_to_end_model(fitted, title_embeddings, freeze_codes_epoch=1)
+    callback = LivingCodesCallback(tokenizer)
+    state = SimpleNamespace(epoch=1.0, global_step=10, log_history=[])
+    with torch.no_grad():
+        model.quantizer.codebooks[2] += 0.05 * torch.randn_like(model.quantizer.codebooks[2])  # moves codes
+    before = model.item_codes.clone()
+    model.set_epoch(1)
+    callback.on_epoch_end(None, state, None, model=model)
+    assert torch.equal(model.item_codes, before) and state.log_history == []
+    model.set_epoch(0)
+    callback.on_epoch_end(None, state, None, model=model)
+    assert not torch.equal(model.item_codes, before) and state.log_history[-1]["codes/churn/any"] > 0
 
 
 # ----- the recipe ------------------------------------------------------------------------------------

@@ -27,7 +27,14 @@ def fresh_tokenizer(fitted) -> SemanticIDTokenizer:
 
 
 def joint_model(
-    fitted, embeddings, tokenizer, strategy_name: str = "none", trainable: bool = True, code_gradient="raw", **options
+    fitted,
+    embeddings,
+    tokenizer,
+    strategy_name: str = "none",
+    trainable: bool = True,
+    code_gradient="raw",
+    mode: str = "end_to_end",
+    **options,
 ):
     torch.manual_seed(0)
     strategy = build_uncertainty_decay(strategy_name, 3, 32, **options)
@@ -39,6 +46,8 @@ def joint_model(
         strategy,
         trainable=trainable,
         code_gradient=code_gradient,
+        mode=mode,
+        frozen_encoder="all" if mode == "reference" else "none",
     )
 
 
@@ -115,9 +124,11 @@ def test_noise_keeps_more_codes_in_use_than_no_noise(fitted, title_embeddings, s
     assert noisy["level0/usage"] >= quiet["level0/usage"]
 
 
-def joint_trainer(fitted, embeddings, scientific, tmp_path, decay: str, epochs: int = 2) -> SIDTrainer:
+def joint_trainer(
+    fitted, embeddings, scientific, tmp_path, decay: str, epochs: int = 2, mode: str = "end_to_end"
+) -> SIDTrainer:
     tokenizer = fresh_tokenizer(fitted)
-    model = joint_model(fitted, embeddings, tokenizer, decay)
+    model = joint_model(fitted, embeddings, tokenizer, decay, mode=mode)
     args = TrainingArguments(
         output_dir=str(tmp_path),
         per_device_train_batch_size=32,
@@ -156,14 +167,14 @@ class StopAfterFirstEpoch(TrainerCallback):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("decay", ["frqud", "sdud"])
-def test_resume_from_checkpoint_continues_exactly(fitted, title_embeddings, scientific, tmp_path, decay):
-    straight = joint_trainer(fitted, title_embeddings, scientific, tmp_path / "straight", decay)
+@pytest.mark.parametrize("decay, mode", [("frqud", "end_to_end"), ("sdud", "end_to_end"), ("frqud", "reference")])
+def test_resume_from_checkpoint_continues_exactly(fitted, title_embeddings, scientific, tmp_path, decay, mode):
+    straight = joint_trainer(fitted, title_embeddings, scientific, tmp_path / "straight", decay, mode=mode)
     straight.train()
-    halted = joint_trainer(fitted, title_embeddings, scientific, tmp_path / "halted", decay)
+    halted = joint_trainer(fitted, title_embeddings, scientific, tmp_path / "halted", decay, mode=mode)
     halted.add_callback(StopAfterFirstEpoch())  # same 2-epoch schedule, interrupted after epoch 1's checkpoint
     halted.train()
-    resumed = joint_trainer(fitted, title_embeddings, scientific, tmp_path / "halted", decay)
+    resumed = joint_trainer(fitted, title_embeddings, scientific, tmp_path / "halted", decay, mode=mode)
     resumed.train(resume_from_checkpoint=str(tmp_path / "halted" / "checkpoint-6"))
 
     assert not torch.equal(straight.model.item_codes, fresh_tokenizer(fitted).item_codes)  # codes did move

@@ -143,3 +143,44 @@ def test_target_ranks_by_hand():
 
     ranked = torch.tensor([[4, 2, 7], [1, 3, 5], [0, 9, 8]])
     assert target_ranks(ranked, [7, 1, 6]) == [2, 0, -1]
+
+
+def test_codes_table_shows_final_codes_and_churn_and_variants_get_their_own_rows():
+    def row(method, seed, variant="", **metrics):
+        return {"method": method, "variant": variant, "seed": seed, "budget": "demo", "metrics": metrics}
+
+    fitted = {"codes/level0/usage": 0.5, "codes/collision_rate": 0.2}
+    moved = {**fitted, "codes/final/level0/usage": 1.0, "codes/final/collision_rate": 0.3}
+    rows = [
+        row("tiger", 1, **fitted),
+        row("diger-end-to-end-frqud", 1, **moved, **{"codes/final/churn_from_start/level0": 0.1}),
+        row("diger-end-to-end-frqud", 2, **moved, **{"codes/final/churn_from_start/level0": 0.3}),
+        row("diger-end-to-end-frqud", 1, "alternate", **moved, **{"codes/final/churn_from_start/level0": 0.0}),
+        row("sasrec", 1, **{"test/recall@10": 0.3}),  # no semantic IDs: not in this table
+    ]
+    lines = quality.render_codes_table(rows, "demo").splitlines()
+    assert lines[0] == "| method | seeds | level0 usage | collisions | churn level0 |"
+    assert lines[2:] == [
+        "| diger-end-to-end-frqud | 1, 2 | 100.0% | 30.0% | 20.0% |",
+        "| diger-end-to-end-frqud [alternate] | 1 | 100.0% | 30.0% | 0.0% |",
+        "| tiger | 1 | 50.0% | 20.0% | - |",
+    ]
+
+
+def test_ablation_variants_have_their_own_run_ids_and_overrides(tmp_path):
+    runs = quality.GRIDS["scientific-diger-ablations"]
+    ids = {quality.run_id(run, 42, "demo") for run in runs}
+    assert len(ids) == len(runs) and "scientific-diger-frqud-demo+alternate/demo/seed42" in ids
+    commands = []
+
+    def fake_train(command):
+        commands.append(command)
+        output_dir = Path(next(arg.split("=", 1)[1] for arg in command if arg.startswith("output_dir=")))
+        output_dir.mkdir(parents=True)
+        (output_dir / "metrics.json").write_text(json.dumps({"run/method": "diger-end-to-end-frqud"}))
+
+    kwargs = dict(runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", train=fake_train)
+    assert quality.run_grid("scientific-diger-ablations", [42], "demo", recipes=["alternate"], **kwargs) == 1
+    assert "joint.alternate=true" in commands[0] and "configs/scientific-diger-frqud-demo.yaml" in commands[0]
+    (row,) = quality.read_results(tmp_path / "results" / "scientific.jsonl")
+    assert row["variant"] == "alternate" and quality.row_label(row) == "diger-end-to-end-frqud [alternate]"

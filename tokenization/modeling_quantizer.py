@@ -145,6 +145,8 @@ class SemanticIDQuantizer(PreTrainedModel):
         noise_scale: float | torch.Tensor = 1.0,
         generator: torch.Generator | None = None,
         raw_distance_gradient: bool = False,
+        previous_codes: torch.LongTensor | None = None,
+        hysteresis: float = 0.0,
     ) -> QuantizerOutput:
         """Assign codes to ``latent`` (B, d), level by level on the residual.
 
@@ -161,6 +163,9 @@ class SemanticIDQuantizer(PreTrainedModel):
                 as small as 1e-4 at deep levels, which would otherwise multiply a downstream loss's
                 pull on the codebooks by up to 1e4 against the quantiser's own loss (joint training
                 then collapses the codes; README, DIGER).
+            previous_codes: (B, L) codes the items hold now; with ``hysteresis`` > 0 an item keeps its
+                noise-free code at a level unless the new one's logit is higher by more than ``hysteresis``
+                (logit units): assignment hysteresis, against codes that flip back and forth.
         Returns:
             A :class:`QuantizerOutput` with codes, probs, quantized, latent, quantization_loss and
             assignment filled in.
@@ -189,6 +194,10 @@ class SemanticIDQuantizer(PreTrainedModel):
                 steady = balanced_codes(distances, self.config.sinkhorn_epsilon, self.config.sinkhorn_iterations)
             else:
                 steady = logits.argmax(dim=-1)
+            if previous_codes is not None and hysteresis > 0:
+                held = previous_codes[:, level]
+                gain = logits.gather(1, steady[:, None]) - logits.gather(1, held[:, None])
+                steady = torch.where(gain.squeeze(1) > hysteresis, steady, held)
             deterministic.append(steady)
             if mode == "nearest":
                 index = steady
@@ -263,13 +272,24 @@ class SemanticIDQuantizer(PreTrainedModel):
         return self.distances(latent, 0).argmin(dim=-1)
 
     @torch.no_grad()
-    def encode_codes(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.LongTensor:
-        """Deterministic (nearest-code) codes (N, L) for a whole catalogue, in eval mode."""
+    def encode_codes(
+        self,
+        embeddings: torch.Tensor,
+        batch_size: int = 4096,
+        previous_codes: torch.LongTensor | None = None,
+        hysteresis: float = 0.0,
+    ) -> torch.LongTensor:
+        """Deterministic codes (N, L) for a whole catalogue, in eval mode.
+
+        Nearest codes, Sinkhorn-balanced ones on the levels the config balances (within each chunk of
+        ``batch_size`` items), and sticky ones with ``previous_codes`` and ``hysteresis`` (see :meth:`assign`).
+        """
         was_training = self.training
         self.eval()
-        chunks = [
-            self.assign(self.encoder(embeddings[start : start + batch_size])).codes
-            for start in range(0, embeddings.size(0), batch_size)
-        ]
+        chunks = []
+        for start in range(0, embeddings.size(0), batch_size):
+            held = None if previous_codes is None else previous_codes[start : start + batch_size]
+            latent = self.encoder(embeddings[start : start + batch_size])
+            chunks.append(self.assign(latent, previous_codes=held, hysteresis=hysteresis).codes)
         self.train(was_training)
         return torch.cat(chunks, dim=0)

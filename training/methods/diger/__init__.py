@@ -60,6 +60,9 @@ class JointRecipe:
     sinkhorn_iterations: int = 50
     frozen_encoder: str | None = None  # none | all | all_but_last (reference: all for FrqUD, all but last for SDUD)
     tokenizer_warmup_epochs: int = 0  # the quantizer stays frozen for these first epochs
+    code_hysteresis: float = 0.0  # keep an item's code unless a new one is better by more than this (logit units)
+    freeze_codes_epoch: int | None = None  # from this epoch on: fixed codes, the recommender alone (ETEGRec's end)
+    alternate: bool = False  # ETEGRec's cycle: tokenizer epoch (recommender frozen), then recommender epoch
 
     def resolved(self) -> dict[str, Any]:
         """The mode-dependent settings with their defaults filled in (what the run actually uses)."""
@@ -131,6 +134,11 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
             f"joint.tokenizer_warmup_epochs >= 0; got {joint.sinkhorn_epsilon}, {joint.sinkhorn_iterations}, "
             f"{joint.tokenizer_warmup_epochs}"
         )
+    if joint.code_hysteresis < 0 or (joint.freeze_codes_epoch is not None and joint.freeze_codes_epoch < 0):
+        raise RecipeError(
+            f"joint.code_hysteresis must be >= 0 and joint.freeze_codes_epoch >= 0 (or null = never); got "
+            f"{joint.code_hysteresis} and {joint.freeze_codes_epoch}"
+        )
     if joint.enabled and joint.mode == "reference" and not joint.trainable:
         raise RecipeError("joint.mode: reference trains the codebooks on their own losses: drop joint.trainable: false")
     try:
@@ -172,6 +180,9 @@ def build_joint_model(
         mode=joint.mode,
         frozen_encoder=settings["frozen_encoder"],
         tokenizer_warmup_epochs=joint.tokenizer_warmup_epochs,
+        code_hysteresis=joint.code_hysteresis,
+        freeze_codes_epoch=joint.freeze_codes_epoch,
+        alternate=joint.alternate,
     )
     learning_rates = dict(learning_rates)
     learning_rates.setdefault("quantizer.", joint.tokenizer_learning_rate)

@@ -44,7 +44,11 @@ JOINT_CONFIG_KEYS = (
     "target_gradient",
     "joint_mode",
     "tokenizer_warmup_epochs",
+    "code_hysteresis",
+    "freeze_codes_epoch",
+    "alternate",
 )
+TOKENIZER_PREFIXES = ("quantizer.", "uncertainty_decay.")
 CODE_GRADIENTS = ("raw", "calibrated")
 JOINT_MODES = ("end_to_end", "reference")
 FROZEN_ENCODER = ("none", "all", "all_but_last")
@@ -127,6 +131,10 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         self.quantizer.requires_grad_(trainable)
         freeze_encoder(self.quantizer, frozen_encoder)
         self.tokenizer_trainable = {name for name, param in self.quantizer.named_parameters() if param.requires_grad}
+        self.recommender_trainable = {
+            name for name, param in self.named_parameters() if param.requires_grad and not name.startswith("quantizer.")
+        }
+        self.phase = "joint"  # joint | tokenizer | recommender | frozen_codes (see set_epoch)
         self.uncertainty_decay = uncertainty_decay
         self.item_embeddings = item_embeddings.detach().float()
         self.register_buffer("item_codes", torch.as_tensor(item_codes, dtype=torch.long).clone())
@@ -151,6 +159,9 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         mode: str = "end_to_end",
         frozen_encoder: str = "none",
         tokenizer_warmup_epochs: int = 0,
+        code_hysteresis: float = 0.0,
+        freeze_codes_epoch: int | None = None,
+        alternate: bool = False,
     ) -> JointSIDT5:
         """A fresh recommender with the tokenizer attached.
 
@@ -168,6 +179,12 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
                 released code: detached table in and out; see the module docstring).
             frozen_encoder: ``none``, ``all`` or ``all_but_last`` encoder layers kept fixed.
             tokenizer_warmup_epochs: the quantizer stays frozen for this many first epochs.
+            code_hysteresis: an item keeps its code at a level unless a new one is better by more than this
+                many logit units (in every joint step and at every re-assignment); 0 = nearest codes.
+            freeze_codes_epoch: from this epoch on the codes are frozen (no quantizer update, no
+                re-assignment) and the recommender trains on the fixed table: ETEGRec's final phase.
+            alternate: ETEGRec's cycle: even epochs train the tokenizer (recommendation loss through the
+                codes, recommender frozen), odd epochs the recommender on the fixed table.
         """
         if code_gradient not in CODE_GRADIENTS:
             raise ValueError(f"code_gradient must be one of {CODE_GRADIENTS}, got {code_gradient!r}")
@@ -180,22 +197,46 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         config.hard_switch_epoch = hard_switch_epoch
         config.joint_mode = mode
         config.tokenizer_warmup_epochs = int(tokenizer_warmup_epochs)
+        config.code_hysteresis = float(code_hysteresis)
+        config.freeze_codes_epoch = freeze_codes_epoch
+        config.alternate = bool(alternate)
         model = cls(config)
         model.attach_tokenizer(quantizer, item_embeddings, item_codes, uncertainty_decay, trainable, frozen_encoder)
         return model
 
     def set_epoch(self, epoch: float) -> None:
-        """Switch to hard codes at ``hard_switch_epoch``, end the tokenizer warm-up, tell the strategy the epoch.
+        """Set the epoch's phase and hard-code switch, and tell the strategy the epoch.
 
-        During the warm-up the quantizer's parameters have ``requires_grad`` off, so they get no gradient
-        and the optimizer skips them; afterwards exactly the parameters trainable at attach time train.
+        Phases: ``joint`` (the mode's step), ``tokenizer`` (alternating, even epochs: the recommender's
+        parameters frozen), ``recommender`` (alternating, odd epochs) and ``frozen_codes`` (from
+        ``freeze_codes_epoch``), both on the fixed table with the quantizer frozen. The tokenizer warm-up
+        also freezes the quantizer. A frozen parameter has ``requires_grad`` off, so it gets no gradient
+        and the optimizer skips it; afterwards exactly the parameters trainable at attach time train.
         """
+        epoch_index = int(epoch)
         switch = self.config.hard_switch_epoch
-        self.code_hard = switch is not None and int(epoch) >= switch
-        warming_up = int(epoch) < getattr(self.config, "tokenizer_warmup_epochs", 0)
+        self.code_hard = switch is not None and epoch_index >= switch
+        freeze = getattr(self.config, "freeze_codes_epoch", None)
+        if freeze is not None and epoch_index >= freeze:
+            self.phase = "frozen_codes"
+        elif getattr(self.config, "alternate", False):
+            self.phase = "tokenizer" if epoch_index % 2 == 0 else "recommender"
+        else:
+            self.phase = "joint"
+        warming_up = epoch_index < getattr(self.config, "tokenizer_warmup_epochs", 0)
+        tokenizer_trains = not warming_up and self.phase in ("joint", "tokenizer")
         for name, param in self.quantizer.named_parameters():
-            param.requires_grad_(name in self.tokenizer_trainable and not warming_up)
+            param.requires_grad_(name in self.tokenizer_trainable and tokenizer_trains)
+        for name, param in self.named_parameters():
+            if name in self.recommender_trainable:
+                trains = self.phase != "tokenizer" or name.startswith(TOKENIZER_PREFIXES)
+                param.requires_grad_(trains)
         self.uncertainty_decay.set_epoch(epoch)
+
+    @property
+    def codes_fixed(self) -> bool:
+        """Whether this epoch's quantizer is frozen and the recommender reads the fixed table."""
+        return self.phase in ("recommender", "frozen_codes")
 
     # ----- the joint step -------------------------------------------------------------------------
     def _assign(self, items: torch.LongTensor):
@@ -205,7 +246,8 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         embeddings = self.item_embeddings[items]
         latent = self.quantizer.encoder(embeddings)
         first_codes = self.quantizer.first_level_codes(latent)[:, None]
-        noise = self.uncertainty_decay.noise_scale(first_codes) if self.training else 0.0
+        noise = self.uncertainty_decay.noise_scale(first_codes) if self.training and not self.codes_fixed else 0.0
+        levels = self.quantizer.config.num_levels
         output = self.quantizer.assign(
             latent,
             mode="gumbel",
@@ -213,6 +255,8 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
             temperature=self.config.code_temperature,
             noise_scale=noise,
             raw_distance_gradient=self.config.code_gradient == "raw",
+            previous_codes=self.item_codes[items, :levels],
+            hysteresis=getattr(self.config, "code_hysteresis", 0.0),
         )
         return self.quantizer.decode(embeddings, output)
 
@@ -237,7 +281,7 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
             return super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
         if negative_items is None:
             negative_items = target_items.new_empty((len(target_items), 0))
-        if getattr(self.config, "joint_mode", "end_to_end") == "reference":
+        if getattr(self.config, "joint_mode", "end_to_end") == "reference" or self.codes_fixed:
             return self._reference_forward(input_ids, attention_mask, labels, target_items, negative_items, **kwargs)
         levels = self.quantizer.config.num_levels
         size = self.config.codebook_size
@@ -306,12 +350,14 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         tokenizer, which :class:`LivingCodesCallback` keeps equal to ``item_codes``), so the recommender
         step is plain SID-T5. The targets (and SODA's negatives) are quantised with the strategy's noise
         for the tokenizer's own losses and FrqUD's usage statistics; SDUD's sigma learns from both the
-        quantizer loss and the re-weighted cross-entropy.
+        quantizer loss and the re-weighted cross-entropy. In a phase on fixed codes (see :meth:`set_epoch`)
+        the same step runs with the quantizer out of the graph and without noise.
         """
         outputs = super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
         levels, size = self.quantizer.config.num_levels, self.config.codebook_size
-        quantized = self._assign(torch.cat([target_items, negative_items.flatten()]))
-        if self.training:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.codes_fixed):
+            quantized = self._assign(torch.cat([target_items, negative_items.flatten()]))
+        if self.training and not self.codes_fixed:
             self.uncertainty_decay.update(quantized.deterministic_codes[: len(target_items)])
         return JointOutput(
             loss=self.uncertainty_decay.weight_loss(outputs.loss),
@@ -348,7 +394,11 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         says). Returns the code statistics (per-level usage and perplexity, collision rate) of the new
         codes and their churn (since the previous table and since the start).
         """
-        raw = self.quantizer.encode_codes(self.item_embeddings.to(self.item_codes.device))
+        raw = self.quantizer.encode_codes(
+            self.item_embeddings.to(self.item_codes.device),
+            previous_codes=self.item_codes[:, :-1],
+            hysteresis=getattr(self.config, "code_hysteresis", 0.0),
+        )
         try:
             table = append_collision_level(raw.cpu(), self.config.codebook_size)
         except ValueError as error:

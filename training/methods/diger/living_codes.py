@@ -43,7 +43,7 @@ class LivingCodesCallback(TrainerCallback):
         self._sync(model)  # the tokenizer follows the model's table (restored from the checkpoint on resume)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        if self.reassign:
+        if self.reassign and not model.codes_fixed:  # a phase on fixed codes left the quantizer as it was
             self._record(state, model, model.reassign_item_codes())
             self._sync(model)
 
