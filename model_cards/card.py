@@ -298,6 +298,12 @@ def _code_rows(metrics: dict[str, Any], num_levels: int, codebook_size: int, joi
     for key, label in (("unique_codes", "distinct codes"), ("max_items_per_code", "most items on one code")):
         values = [metrics.get(f"{p}{key}") for p in prefixes]
         rows.append({"label": label, "cells": ["-" if v is None else f"{int(v):,}" for v in values]})
+    for level in range(num_levels if joint else 0):  # codes that moved: the recommender's embeddings of them went stale
+        key = f"codes/final/churn_from_start/level{level}"
+        if key in metrics:
+            rows.append(
+                {"label": f"level {level}: items whose code moved in training", "cells": ["-", _percent(metrics[key])]}
+            )
     return rows
 
 
@@ -442,6 +448,17 @@ def _soda_settings(recipe: dict[str, Any]) -> dict[str, Any] | None:
     return {"weight": 1.0, "temperature": 1.0, "direction": "item_to_user", "negatives": "in_batch", **options}
 
 
+def _joint_settings(recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``joint:`` section with its mode-dependent defaults resolved, or None without joint training."""
+    from ..training.methods.diger import JointRecipe
+
+    joint = recipe.get("joint") or {}
+    if not joint.get("enabled"):
+        return None
+    section = JointRecipe(**_known_keys(joint, JointRecipe))
+    return {**dataclasses.asdict(section), **section.resolved()}
+
+
 def _context(
     run_dir: Path, metrics: dict[str, Any], recipe: dict[str, Any], recipe_text: str, repo_id: str | None
 ) -> dict[str, Any]:
@@ -470,7 +487,8 @@ def _method_context(run_dir: Path, metrics: dict[str, Any], recipe: dict[str, An
     return {
         "method": method,
         "method_id": method_id,
-        "joint": joint if method_id.startswith("diger") else None,  # frozen codes in a joint model are TIGER's
+        # frozen codes in a joint model are TIGER's
+        "joint": _joint_settings(recipe) if method_id.startswith("diger") else None,
         "soda": _soda_settings(recipe),
         "dmrec": _dmrec_settings(recipe),
         "finetune": _finetune_settings(run_dir, recipe, metrics),

@@ -35,6 +35,8 @@ def plot_training(log_history: list[dict[str, Any]], path: str | Path, title: st
     panels = [("loss", loss_keys, "step"), ("validation NDCG@10", ["eval_ndcg@10"], "epoch")]
     panels += [("code usage (fraction of codes used)", usage_keys, "epoch")]
     panels += [("code perplexity", perplexity_keys, "epoch"), ("collision rate", ["codes/collision_rate"], "epoch")]
+    churn_keys = [k for k in keys if k.startswith(("codes/churn/", "codes/churn_from_start/")) and "level" in k]
+    panels += [("code churn (share of items whose code moved)", churn_keys, "epoch")]
     panels += [("noise", noise_keys, "step")]
     panels = [p for p in panels if any(_series(log_history, k, p[2])[0] for k in p[1])]
     if not panels:

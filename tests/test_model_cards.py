@@ -268,3 +268,34 @@ def test_a_trainable_joint_run_is_labelled_diger(tiny_run, tmp_path):
     assert "diger-end-to-end-frqud" in card.data.tags
     used, _ = card.text.split("Other methods of the sidrec project, not used by this model:")
     assert "fu2026diger" in used and "xue2026soda" not in used
+
+
+def test_a_reference_mode_run_says_so_and_shows_its_churn(tiny_run, metrics, tmp_path):
+    run_dir = _run_with_recipe(
+        tiny_run,
+        tmp_path,
+        joint={"enabled": True, "mode": "reference", "uncertainty_decay": "sdud"},
+        training={"objectives": {"ce": 1.0, "quantizer": 1.0}},
+    )
+    final = {f"codes/final/{key[len('codes/') :]}": value for key, value in metrics.items() if key.startswith("codes/")}
+    churn = {f"codes/final/churn_from_start/level{level}": 0.1 * (level + 1) for level in range(3)}
+    (run_dir / "metrics.json").write_text(json.dumps({**metrics, **final, **churn}))
+    card = render_model_card(run_dir)
+    details = section(card.text, "Model details")
+    assert "**reference mode**" in details and "detached" in details and "end-to-end" not in details
+    # the mode's defaults, resolved: centred logits, Sinkhorn codes, SDUD's encoder all but its last layer frozen
+    assert "code logits: centred" in details and "Sinkhorn-balanced codes (epsilon 0.003, 50 iterations)" in details
+    assert "frozen encoder layers: all_but_last" in details
+    assert "diger-reference-sdud" in card.data.tags
+    codes = {row[0]: row[1:] for row in table_rows(section(card.text, "Semantic IDs"))}
+    assert codes["level 2: items whose code moved in training"] == ["-", "30.0%"]
+
+
+def test_the_plot_draws_churn_when_the_run_logged_it(tmp_path):
+    from sidrec.model_cards.plots import plot_training
+
+    rows = [
+        {"epoch": float(e), "codes/churn/level0": 0.1 / (e + 1), "codes/churn_from_start/level0": 0.1} for e in range(3)
+    ]
+    assert plot_training(rows, tmp_path / "churn.png").exists()  # the churn panel alone makes a figure
+    assert plot_training([{"epoch": 1.0, "codes/churn/any": 0.2}], tmp_path / "none.png") is None  # not per level
