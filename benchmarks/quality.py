@@ -76,6 +76,7 @@ DIGER_ABLATIONS = [
     _ablation("diger-frqud-demo", "alternate", "joint.alternate=true"),
     _ablation("diger-frqud-demo", "hysteresis-1", "joint.code_hysteresis=1.0"),
     _ablation("diger-frqud-demo", "sinkhorn-centred", "joint.logits=centred", "joint.sinkhorn_epsilon=0.003"),
+    _ablation("diger-frqud-demo", "codebook-embeddings", "joint.code_embeddings=codebook"),
 ]
 
 

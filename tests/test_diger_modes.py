@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from sidrec import SemanticIDTokenizer
+from sidrec.modeling.configuration_sid_t5 import NUM_SPECIAL_TOKENS
 from sidrec.tokenization.balanced_assignment import balanced_codes, centre_distances, sinkhorn_plan
 from sidrec.tokenization.semantic_codes import code_churn, code_statistics
 from sidrec.training.errors import RecipeError
@@ -294,9 +295,46 @@ def test_recipes_name_the_mode_and_resolve_its_defaults(name, method, resolved):
         ("joint.frozen_encoder=most", "joint.frozen_encoder='most'"),
         ("joint.sinkhorn_epsilon=-1", "sinkhorn_epsilon must be >= 0"),
         ("joint.trainable=false", "drop joint.trainable: false"),
+        ("joint.code_embeddings=codebooks", "joint.code_embeddings='codebooks' is not one of"),
+        ("joint.code_hysteresis=-0.5", "code_hysteresis must be >= 0"),
     ],
 )
 def test_bad_joint_settings_fail_before_any_work(override, message):
     recipe = load_recipe(ROOT / "configs" / "scientific-diger-reference-frqud-demo.yaml", [override])
     with pytest.raises(RecipeError, match=message):
         check_method_settings(recipe)
+
+
+def test_codebook_derived_embeddings_equal_w_e_plus_b_and_follow_the_codebook(fitted, title_embeddings, scientific):
+    model, tokenizer = end_to_end_model(fitted, title_embeddings, code_embeddings="codebook")
+    with torch.no_grad():
+        for layer in model.code_projection:
+            layer.weight.normal_(std=0.1)
+            layer.bias.normal_(std=0.1)
+    level, code = 1, 5
+    row = NUM_SPECIAL_TOKENS + level * 32 + code  # the special tokens, then 32 codes per level
+    by_hand = model.code_projection[level](model.quantizer.codebooks[level, code]) + model.shared.weight[row]
+    torch.testing.assert_close(model.code_token_embeddings()[level, code], by_hand)
+    torch.testing.assert_close(model.shared(torch.tensor([row])), by_hand[None])  # the embedding layer sees it
+    with torch.no_grad():
+        model.quantizer.codebooks[level, code] += 1.0
+    moved = model.code_projection[level](model.quantizer.codebooks[level, code]) + model.shared.weight[row]
+    torch.testing.assert_close(model.code_token_embeddings()[level, code], moved)  # follows the codebook
+    # The output layer is tied to the derived table; the exported plain SID-T5 carries it and ranks the same.
+    model.eval()
+    batch = train_batch(tokenizer, scientific, size=8)
+    joint = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    plain = model.to_recommender().eval()
+    exported = plain(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    torch.testing.assert_close(joint.logits, exported.logits, rtol=1e-5, atol=1e-5)
+    histories = [row["history"] for row in scientific.splits["test"].select(range(8))]
+    assert torch.equal(
+        model.recommend(histories, tokenizer, top_k=5, num_beams=5).items,
+        plain.recommend(histories, tokenizer, top_k=5, num_beams=5).items,
+    )
+    # The recommendation loss trains W but does not move the codebooks through this path.
+    model.train().zero_grad()
+    model.quantizer.requires_grad_(True)
+    output = model(**batch)
+    output.loss.backward()
+    assert model.code_projection[0].weight.grad.abs().sum() > 0

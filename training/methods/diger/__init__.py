@@ -21,7 +21,7 @@ import torch
 from ....tokenization.configuration_quantizer import LOGIT_MODES
 from ...errors import RecipeError
 from ...objectives import Objective, register_objective
-from .joint_model import FROZEN_ENCODER, JOINT_MODES, JointOutput, JointSIDT5
+from .joint_model import CODE_EMBEDDINGS, FROZEN_ENCODER, JOINT_MODES, JointOutput, JointSIDT5
 from .living_codes import LivingCodesCallback
 from .uncertainty_decay import STRATEGIES, UncertaintyDecay, UncertaintyDecayCallback, build_uncertainty_decay
 
@@ -63,6 +63,7 @@ class JointRecipe:
     code_hysteresis: float = 0.0  # keep an item's code unless a new one is better by more than this (logit units)
     freeze_codes_epoch: int | None = None  # from this epoch on: fixed codes, the recommender alone (ETEGRec's end)
     alternate: bool = False  # ETEGRec's cycle: tokenizer epoch (recommender frozen), then recommender epoch
+    code_embeddings: str = "table"  # table | codebook: code-token embeddings W_l e_{l,k} + b_{l,k}, tied to the output
 
     def resolved(self) -> dict[str, Any]:
         """The mode-dependent settings with their defaults filled in (what the run actually uses)."""
@@ -125,6 +126,7 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
         raise RecipeError("objective `quantizer` trains the tokenizer with the recommender: set `joint.enabled: true`")
     choices = {"mode": (joint.mode, JOINT_MODES), "logits": (joint.logits, (None, *LOGIT_MODES))}
     choices["frozen_encoder"] = (joint.frozen_encoder, (None, *FROZEN_ENCODER))
+    choices["code_embeddings"] = (joint.code_embeddings, CODE_EMBEDDINGS)
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise RecipeError(f"joint.{key}={value!r} is not one of {[a for a in allowed if a is not None]}")
@@ -183,6 +185,7 @@ def build_joint_model(
         code_hysteresis=joint.code_hysteresis,
         freeze_codes_epoch=joint.freeze_codes_epoch,
         alternate=joint.alternate,
+        code_embeddings=joint.code_embeddings,
     )
     learning_rates = dict(learning_rates)
     learning_rates.setdefault("quantizer.", joint.tokenizer_learning_rate)

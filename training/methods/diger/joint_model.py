@@ -47,7 +47,9 @@ JOINT_CONFIG_KEYS = (
     "code_hysteresis",
     "freeze_codes_epoch",
     "alternate",
+    "code_embeddings",
 )
+CODE_EMBEDDINGS = ("table", "codebook")
 TOKENIZER_PREFIXES = ("quantizer.", "uncertainty_decay.")
 CODE_GRADIENTS = ("raw", "calibrated")
 JOINT_MODES = ("end_to_end", "reference")
@@ -135,6 +137,8 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
             name for name, param in self.named_parameters() if param.requires_grad and not name.startswith("quantizer.")
         }
         self.phase = "joint"  # joint | tokenizer | recommender | frozen_codes (see set_epoch)
+        if getattr(self.config, "code_embeddings", "table") == "codebook":
+            self._derive_code_embeddings()
         self.uncertainty_decay = uncertainty_decay
         self.item_embeddings = item_embeddings.detach().float()
         self.register_buffer("item_codes", torch.as_tensor(item_codes, dtype=torch.long).clone())
@@ -142,6 +146,53 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         self.register_buffer("initial_item_codes", self.item_codes.clone())
         self.register_buffer("last_churn", torch.zeros(self.config.num_code_levels))
         self.code_hard = self.config.hard_switch_epoch == 0
+
+    # ----- code-token embeddings derived from the codebooks ------------------------------------------
+    def _derive_code_embeddings(self) -> None:
+        """Make each code token's embedding ``W_l e_{l,k} + b_{l,k}``, tied to the output layer.
+
+        ``b`` is the code's row of the ordinary embedding table and ``W_l`` one linear map per level
+        (``code_projection``, zero at the start, so training starts from TIGER's table). ``e`` is the
+        codebook vector, detached: the embedding follows a code that moves, but the recommendation
+        loss does not move the codebooks through this path. Forward hooks add ``W e`` to the shared
+        embedding's output and to the output layer's logits, so every caller (the joint step, the
+        fast beam search, ``generate``) sees the same derived table; :meth:`to_recommender` writes it
+        into a plain SID-T5's table.
+        """
+        levels, width = self.quantizer.config.num_levels, self.quantizer.config.latent_dim
+        self.code_projection = torch.nn.ModuleList(torch.nn.Linear(width, self.config.d_model) for _ in range(levels))
+        for layer in self.code_projection:
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+        # T5 ties three embedding modules to one weight: the joint step reads ``shared``, the stacks their own.
+        for embedding in {
+            id(m): m for m in (self.shared, self.encoder.embed_tokens, self.decoder.embed_tokens)
+        }.values():
+            embedding.register_forward_hook(self._embedding_hook)
+        self.lm_head.register_forward_hook(self._output_hook)
+
+    def _embedding_hook(self, module, args, output):
+        return output + F.embedding(args[0], self.code_delta())
+
+    def _output_hook(self, module, args, output):
+        return output + args[0] @ self.code_delta().t()
+
+    def code_delta(self) -> torch.Tensor:
+        """(V, d): ``W_l e_{l,k}`` on the code tokens' rows, zero elsewhere (the table's rows are ``b``)."""
+        weight = self.shared.weight
+        if not hasattr(self, "code_projection"):
+            return weight.new_zeros(weight.shape)
+        codebooks = self.quantizer.codebooks.detach()
+        derived = torch.cat([layer(codebooks[level]) for level, layer in enumerate(self.code_projection)])
+        before = weight.new_zeros(NUM_SPECIAL_TOKENS, weight.size(1))
+        after = weight.new_zeros(weight.size(0) - NUM_SPECIAL_TOKENS - derived.size(0), weight.size(1))
+        return torch.cat([before, derived.to(weight.dtype), after])
+
+    def code_token_embeddings(self) -> torch.Tensor:
+        """(L, K, d): the embeddings of every level's code tokens as the model uses them."""
+        levels, size = self.quantizer.config.num_levels, self.config.codebook_size
+        weight = self.shared.weight + self.code_delta()
+        return weight[NUM_SPECIAL_TOKENS : NUM_SPECIAL_TOKENS + levels * size].view(levels, size, -1)
 
     @classmethod
     def from_recommender_config(
@@ -162,6 +213,7 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         code_hysteresis: float = 0.0,
         freeze_codes_epoch: int | None = None,
         alternate: bool = False,
+        code_embeddings: str = "table",
     ) -> JointSIDT5:
         """A fresh recommender with the tokenizer attached.
 
@@ -185,9 +237,13 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
                 re-assignment) and the recommender trains on the fixed table: ETEGRec's final phase.
             alternate: ETEGRec's cycle: even epochs train the tokenizer (recommendation loss through the
                 codes, recommender frozen), odd epochs the recommender on the fixed table.
+            code_embeddings: ``"table"`` (one free row per code, TIGER's) or ``"codebook"`` (derived from the
+                codebook vectors, see :meth:`_derive_code_embeddings`).
         """
         if code_gradient not in CODE_GRADIENTS:
             raise ValueError(f"code_gradient must be one of {CODE_GRADIENTS}, got {code_gradient!r}")
+        if code_embeddings not in CODE_EMBEDDINGS:
+            raise ValueError(f"code_embeddings must be one of {CODE_EMBEDDINGS}, got {code_embeddings!r}")
         if mode not in JOINT_MODES:
             raise ValueError(f"joint mode must be one of {JOINT_MODES}, got {mode!r}")
         config = copy.deepcopy(config)  # the joint settings belong to this model, not to the caller's config
@@ -200,6 +256,7 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         config.code_hysteresis = float(code_hysteresis)
         config.freeze_codes_epoch = freeze_codes_epoch
         config.alternate = bool(alternate)
+        config.code_embeddings = code_embeddings
         model = cls(config)
         model.attach_tokenizer(quantizer, item_embeddings, item_codes, uncertainty_decay, trainable, frozen_encoder)
         return model
@@ -296,7 +353,7 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
 
         quantized = self._assign(items)
         weights = self._code_weights(quantized.assignment, quantized.codes)  # (n, L, K)
-        table = self.shared.weight[NUM_SPECIAL_TOKENS : NUM_SPECIAL_TOKENS + levels * size].view(levels, size, -1)
+        table = self.code_token_embeddings()
         code_embeddings = torch.einsum("nlk,lkd->nld", weights, table)  # (n, L, d)
 
         # The target's codes: with target_gradient off, the loss may not move them (it would reward collapse:
@@ -419,6 +476,13 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         values.pop("auto_map", None)
         recommender = SIDT5ForConditionalGeneration(SIDT5Config.from_dict(values))
         joint_only = ("quantizer.", "uncertainty_decay.", "item_codes", "initial_item_codes", "last_churn")
-        recommender.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith(joint_only)})
+        joint_only += ("code_projection.",)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith(joint_only)}
+        with torch.no_grad():  # derived code embeddings become the plain model's table (tied to its output layer)
+            table = self.shared.weight + self.code_delta()
+        for key in ("shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"):
+            if key in state:
+                state[key] = table
+        recommender.load_state_dict(state)
         recommender.generation_config = copy.deepcopy(self.generation_config)
         return recommender.to(self.device).train(self.training)
