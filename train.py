@@ -16,6 +16,6 @@ if __name__ == "__main__":
     args = parse_arguments(parser)
     try:
         train(args)
-    except ValueError as error:  # bad recipe or data: one clear line, not a traceback
+    except (ValueError, FileNotFoundError) as error:  # bad recipe, data or checkpoint: one clear line
         print(f"train.py: error: {error}", file=sys.stderr)
         sys.exit(2)

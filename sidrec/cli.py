@@ -7,6 +7,23 @@ import sys
 from pathlib import Path
 
 
+def resume_checkpoint(recipe, requested: str, args: argparse.Namespace) -> str:
+    """The checkpoint directory to resume from: ``requested``, or the last one of the run's output_dir."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if args.overwrite_output_dir:
+        raise ValueError("--resume_from_checkpoint continues a run; --overwrite_output_dir would delete it: use one")
+    checkpoints = Path(recipe.output_dir) / "checkpoints"
+    found = get_last_checkpoint(str(checkpoints)) if requested == "last" and checkpoints.is_dir() else None
+    path = Path(found or (requested if requested != "last" else checkpoints))
+    if not (path / "trainer_state.json").exists():
+        raise FileNotFoundError(
+            f"no checkpoint to resume from at {path} (a checkpoint directory holds trainer_state.json). Pass "
+            "--resume_from_checkpoint <output_dir>/checkpoints/checkpoint-<step>, or start the run again without it"
+        )
+    return str(path)
+
+
 def train(args: argparse.Namespace) -> dict:
     """Run the recipe; then, from the main process, upload what the flags ask for.
 
@@ -27,7 +44,10 @@ def train(args: argparse.Namespace) -> dict:
             "--hub_adapter_id uploads a PEFT adapter, but this recipe trains none: set finetune.from_model and "
             "finetune.peft (e.g. finetune.peft={peft_type: LORA, r: 8}), or use --push_to_hub for the whole model"
         )
-    metrics = run(recipe, overwrite_output_dir=args.overwrite_output_dir)
+    overrides = {}
+    if getattr(args, "resume_from_checkpoint", None):
+        overrides["resume_from_checkpoint"] = resume_checkpoint(recipe, args.resume_from_checkpoint, args)
+    metrics = run(recipe, overwrite_output_dir=args.overwrite_output_dir, trainer_overrides=overrides)
     if not PartialState().is_main_process:
         return metrics
     output_dir = Path(recipe.output_dir)
@@ -119,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML recipe, e.g. configs/scientific-tiger-demo.yaml")
     parser.add_argument("--overwrite_output_dir", action="store_true", help="replace a finished run in output_dir")
+    parser.add_argument(
+        "--resume_from_checkpoint",
+        nargs="?",
+        const="last",
+        default=None,
+        help="continue an interrupted run from a checkpoint directory (no value: the last one in output_dir)",
+    )
     parser.add_argument("--push_to_hub", action="store_true", help="upload the saved model directory to the Hub")
     parser.add_argument("--hub_model_id", default=None, help="Hub repository for --push_to_hub, e.g. user/name")
     parser.add_argument(

@@ -6,9 +6,19 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetensors import SafetensorError
 from transformers import AutoModel, AutoTokenizer
 
 from .training.data.item_table import ITEMS_FILE, USERS_FILE, read_item_table, read_user_table
+from .training.errors import ModelDirectoryError
+
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+TOKENIZER_FILES = ("tokenizer_config.json", "item_codes.safetensors")
+_RESAVE = "copy the whole model directory of one run again (or re-run it)"
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @dataclass
@@ -29,13 +39,22 @@ class Recommender:
     warns and recommends from the history alone.
     """
 
-    def __init__(self, model, tokenizer, item_ids: list[str], titles: list[str], user_ids: list[str] | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        item_ids: list[str],
+        titles: list[str],
+        user_ids: list[str] | None = None,
+        ids_are_indices: bool = False,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.item_ids = item_ids
         self.titles = titles
         self.index_of = {raw: index for index, raw in enumerate(item_ids)}
         self.user_index_of = {raw: index for index, raw in enumerate(user_ids or [])}
+        self.ids_are_indices = ids_are_indices  # no items.jsonl: raw ids are the item indices
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> Recommender:
@@ -45,26 +64,71 @@ class Recommender:
                 f"{directory} is not a saved sidrec model (no config.json); pass the run's model directory, "
                 "e.g. runs/demo/model"
             )
-        model = AutoModel.from_pretrained(str(directory))
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        missing = [name for name in TOKENIZER_FILES if not (directory / name).exists()]
+        if not any((directory / name).exists() for name in WEIGHTS_FILES):
+            missing.insert(0, WEIGHTS_FILES[0])
+        if missing:
+            raise FileNotFoundError(
+                f"{directory} has no {' and no '.join(missing)}: the model directory is incomplete; {_RESAVE}"
+            )
+        try:
+            model = AutoModel.from_pretrained(str(directory))
+        except (OSError, SafetensorError) as error:  # transformers reports a damaged config.json as OSError
+            raise ModelDirectoryError(
+                f"cannot load the model in {directory} ({error}); config.json or the weights file is damaged "
+                f"or truncated: {_RESAVE}"
+            ) from error
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        except (ValueError, OSError, SafetensorError) as error:
+            raise ModelDirectoryError(
+                f"cannot load the tokenizer in {directory} ({error}); tokenizer_config.json and "
+                f"item_codes.safetensors do not belong together: {_RESAVE}"
+            ) from error
+        config = model.config
+        expected = tuple(getattr(config, name, None) for name in ("num_code_levels", "codebook_size", "vocab_size"))
+        found = (tokenizer.num_levels, tokenizer.codebook_size, tokenizer.vocab_size)
+        if None not in expected and expected != found:
+            raise ModelDirectoryError(
+                f"the tokenizer in {directory} (tokenizer_config.json + item_codes.safetensors: levels, codebook "
+                f"size, vocabulary = {found}) does not match the model's config.json ({expected}): the files come "
+                f"from different runs; {_RESAVE}"
+            )
         table = read_item_table(directory)
         if table is not None:
             item_ids, titles = table
+            if len(item_ids) != tokenizer.num_items:
+                raise ModelDirectoryError(
+                    f"{directory / ITEMS_FILE} lists {len(item_ids)} items but the tokenizer's code table "
+                    f"(item_codes.safetensors) holds {tokenizer.num_items}: one of them was edited or comes from "
+                    f"another run; {_RESAVE}"
+                )
         else:  # no item table: raw ids are the indices
             item_ids = [str(i) for i in range(tokenizer.num_items)]
             titles = [""] * tokenizer.num_items
-        return cls(model.eval(), tokenizer, item_ids, titles, read_user_table(directory))
+        return cls(model.eval(), tokenizer, item_ids, titles, read_user_table(directory), ids_are_indices=table is None)
 
     @property
     def uses_user_token(self) -> bool:
         return bool(getattr(self.tokenizer, "num_user_buckets", 0))
 
     def to_indices(self, history: list[str | int]) -> list[int]:
+        if isinstance(history, (str, int)):
+            raise ValueError(
+                f"a history is a list of raw item ids, oldest first; got the single {type(history).__name__} "
+                f"{history!r}: pass [{history!r}]"
+            )
         unknown = [raw for raw in history if str(raw) not in self.index_of]
         if unknown:
+            where = (
+                f"this model directory has no {ITEMS_FILE}, so item ids are the item indices "
+                f"0..{len(self.item_ids) - 1}"
+                if self.ids_are_indices
+                else f"see {ITEMS_FILE} in the model directory for valid ids"
+            )
             raise ValueError(
                 f"unknown item id(s) {unknown[:5]}: not in this model's catalogue of {len(self.item_ids)} items "
-                f"(see {ITEMS_FILE} in the model directory for valid ids)"
+                f"({where})"
             )
         return [self.index_of[str(raw)] for raw in history]
 
@@ -107,6 +171,10 @@ class Recommender:
         user's own items; the beams that remain are returned, so a list may then hold fewer than
         ``top_k`` items (raise ``num_beams`` for more).
         """
+        if not _is_count(top_k):
+            raise ValueError(f"top_k must be a positive number of items, got {top_k!r}")
+        if num_beams is not None and not _is_count(num_beams):
+            raise ValueError(f"num_beams must be a positive number of beams, got {num_beams!r}")
         indices = [self.to_indices(history) for history in histories]
         user_indices = self.to_user_indices(users, len(histories))
         num_beams = num_beams or self.model.generation_config.num_beams

@@ -212,3 +212,32 @@ def test_training_switches_deterministic_mode_on_and_restores_it(tokenizer, scie
     assert not torch.are_deterministic_algorithms_enabled()
     trainer.train()
     assert seen == [True, True] and not torch.are_deterministic_algorithms_enabled()
+
+
+def test_a_failed_save_leaves_the_previous_model_directory_whole(tiny_model, tokenizer, tmp_path):
+    from transformers import AutoModel
+
+    from sidrec.training.stages.run_dir import atomic_directory
+
+    model_dir = tmp_path / "model"
+    with atomic_directory(model_dir) as staging:
+        tiny_model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    saved = sorted(path.name for path in model_dir.iterdir())
+    assert "model.safetensors" in saved and not list(tmp_path.glob(".model.*"))
+
+    class Crash(Exception):
+        pass
+
+    with pytest.raises(Crash), atomic_directory(model_dir) as staging:
+        (staging / "config.json").write_text("{half written")
+        raise Crash  # the process dies while saving
+    assert sorted(path.name for path in model_dir.iterdir()) == saved  # the good model is still there, whole
+    assert not list(tmp_path.glob(".model.*"))  # and no staging directory is left behind
+    loaded = AutoModel.from_pretrained(model_dir)
+    for a, b in zip(tiny_model.state_dict().values(), loaded.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+    with atomic_directory(model_dir) as staging:  # a new save replaces the directory: no stale file survives
+        (staging / "config.json").write_text("{}")
+    assert [path.name for path in model_dir.iterdir()] == ["config.json"]

@@ -22,7 +22,12 @@ class Objective:
     def __init__(self, weight: float = 1.0, **options: Any):
         if options:
             raise ValueError(f"objective {self.name!r} takes no options {sorted(options)}")
-        self.weight = float(weight)
+        try:
+            self.weight = float(weight)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"objective {self.name!r} in training.objectives: the weight must be a number, got {weight!r}"
+            ) from None
 
     def __call__(self, model, inputs: dict[str, torch.Tensor], outputs) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError

@@ -49,7 +49,7 @@ from .stages.results import (
     training_figures,
     write_test_ranks,
 )
-from .stages.run_dir import saved_sizes, start_run, write_run_files
+from .stages.run_dir import atomic_directory, saved_sizes, start_run, write_run_files
 from .trainer import SIDTrainer
 
 __all__ = ["build_codes", "embed_catalogue", "run", "run_collaborative", "run_sasrec", "run_sequential"]
@@ -59,7 +59,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     """Run a recipe end to end; returns the flat metrics dict also written to ``metrics.json``."""
     check_recipe(recipe)
     if recipe.task == "collaborative":
-        return run_collaborative(recipe, overwrite_output_dir)
+        return run_collaborative(recipe, overwrite_output_dir, trainer_overrides)
     if recipe.sasrec.enabled:
         return run_sasrec(recipe, overwrite_output_dir, trainer_overrides)
     return run_sequential(recipe, overwrite_output_dir, trainer_overrides)
@@ -138,14 +138,16 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
         model_dir = output_dir / "model"
         recommender = model.to_recommender() if isinstance(model, JointSIDT5) else model
         if isinstance(model, PeftModel):  # the adapter alone, then the merged model as every run saves it
-            model.save_pretrained(str(output_dir / ADAPTER_DIR))
+            with atomic_directory(output_dir / ADAPTER_DIR) as staging:
+                model.save_pretrained(str(staging))
             recommender = model = model.merge_and_unload()
-        recommender.save_pretrained(str(model_dir))
+        with atomic_directory(model_dir) as staging:  # a crash while saving leaves no half-written model
+            recommender.save_pretrained(str(staging))
+            tokenizer.save_pretrained(str(staging))  # code table + the quantizer that produced it
+            write_item_table(staging, data.item_ids, data.item_titles)
+            if tokenizer.num_user_buckets:  # serving maps a raw user id to the index its token was hashed from
+                write_user_table(staging, data.user_ids)
         metrics.update(saved_sizes(output_dir))
-        tokenizer.save_pretrained(str(model_dir))  # code table + the quantizer that produced it
-        write_item_table(model_dir, data.item_ids, data.item_titles)
-        if tokenizer.num_user_buckets:  # serving maps a raw user id to the index its token was hashed from
-            write_user_table(model_dir, data.user_ids)
         write_run_files(output_dir, recipe, metrics, trainer.state.log_history)
         write_test_ranks(output_dir, trainer.last_rankings, test_split)
         card = write_model_card(output_dir)  # model/README.md (+ the plot), from metrics.json and recipe.yaml
@@ -191,19 +193,21 @@ def run_sasrec(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overr
     metrics.update(training_figures(trainer, train_result, train_seconds, "ndcg@10"))
     metrics.update({"test/seconds": eval_seconds, "total/seconds": time.time() - started})
     if state.is_main_process:
-        model_dir = output_dir / "model"
-        model.save_pretrained(str(model_dir))
-        write_item_table(model_dir, data.item_ids, data.item_titles)
+        with atomic_directory(output_dir / "model") as staging:
+            model.save_pretrained(str(staging))
+            write_item_table(staging, data.item_ids, data.item_titles)
         write_run_files(output_dir, recipe, metrics, trainer.state.log_history)
         write_test_ranks(output_dir, trainer.last_rankings, test_split)
         say(f"\nTest, {len(test_split):,} users, full ranking over {data.num_items:,} items:")
         say(format_results(metrics, ks, label="SASRec"))
-        say(f"Saved the model to {model_dir}; metrics to {output_dir / 'metrics.json'}")
+        say(f"Saved the model to {output_dir / 'model'}; metrics to {output_dir / 'metrics.json'}")
     state.wait_for_everyone()
     return metrics
 
 
-def run_collaborative(recipe: Recipe, overwrite_output_dir: bool = False) -> dict[str, Any]:
+def run_collaborative(
+    recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: dict | None = None
+) -> dict[str, Any]:
     """DMRec's paper setting: Mult-VAE on a random 3:1:1 split, ranked over every item not trained on."""
     objective = collaborative_objective(recipe)
     state, say, output_dir = start_run(recipe, overwrite_output_dir)
@@ -231,6 +235,7 @@ def run_collaborative(recipe: Recipe, overwrite_output_dir: bool = False) -> dic
             "metric_for_best_model": "recall@20",
             "train_sampling_strategy": "random",
             "per_device_eval_batch_size": batch_size,
+            **(trainer_overrides or {}),
         },
     )
     ks = list(recipe.evaluation.ks)
@@ -255,7 +260,8 @@ def run_collaborative(recipe: Recipe, overwrite_output_dir: bool = False) -> dic
     metrics.update({k: v for k, v in figures.items() if k not in ("train/processes", "train/examples_per_second")})
     metrics["total/seconds"] = time.time() - started
     if state.is_main_process:
-        model.save_pretrained(str(output_dir / "model"))
+        with atomic_directory(output_dir / "model") as staging:
+            model.save_pretrained(str(staging))
         write_run_files(output_dir, recipe, metrics, trainer.state.log_history)
         say(
             f"\nTest, {len(splits['test']):,} users, all items not seen in training: "

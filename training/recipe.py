@@ -142,9 +142,16 @@ def _build(cls, values: dict[str, Any], where: str):
                 f"Valid keys{' in ' + where if where else ''}: {', '.join(sorted(fields))}"
             )
         default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else None
-        value = _coerce_number(value, fields[key].type, f"{where}.{key}" if where else key)
-        if dataclasses.is_dataclass(default) and isinstance(value, dict):
-            value = _build(type(default), value, f"{where}.{key}" if where else key)
+        name = f"{where}.{key}" if where else key
+        value = _coerce_number(value, fields[key].type, name)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise RecipeError(
+                    f"recipe section {name} must be a mapping of its keys (e.g. {name}: {{...}}), got {value!r}"
+                )
+            value = _build(type(default), value, name)
+        else:
+            _check_kind(value, fields[key].type, name)
         kwargs[key] = value
     try:
         return cls(**kwargs)
@@ -154,12 +161,41 @@ def _build(cls, values: dict[str, Any], where: str):
 
 def _coerce_number(value: Any, annotation: Any, where: str) -> Any:
     """YAML reads ``1e-5`` (no dot) as a string; a float setting takes it as the number it means."""
+    if str(annotation) == "dict[str, float]" and isinstance(value, dict):  # learning rates per prefix
+        return {name: _coerce_number(rate, "float", f"{where}.{name}") for name, rate in value.items()}
     if not isinstance(value, str) or not str(annotation).startswith("float"):
         return value
     try:
         return float(value)
     except ValueError:
         raise RecipeError(f"recipe key {where} must be a number, got {value!r}") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_KINDS = {  # annotation (without `| None`) -> (test, what the message asks for)
+    "int": (_is_int, "a whole number"),
+    "float": (lambda v: _is_int(v) or isinstance(v, float), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "list[int]": (lambda v: isinstance(v, list) and all(map(_is_int, v)), "a list of whole numbers, e.g. [5, 10, 20]"),
+    "dict[str, Any]": (lambda v: isinstance(v, dict), "a mapping, e.g. {ce: 1.0}"),
+    "dict[str, float]": (
+        lambda v: isinstance(v, dict) and all(_is_int(r) or isinstance(r, float) for r in v.values()),
+        "a mapping of names to numbers",
+    ),
+}
+
+
+def _check_kind(value: Any, annotation: Any, where: str) -> None:
+    """A number, flag, list or mapping setting of the wrong kind fails here, naming the key, not deep in a run."""
+    base, _, optional = str(annotation).partition(" | ")
+    if value is None and optional == "None":
+        return
+    kind = _KINDS.get(base)
+    if kind is not None and not kind[0](value):
+        raise RecipeError(f"recipe key {where} must be {kind[1]}{' or null' if optional else ''}, got {value!r}")
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -181,6 +217,10 @@ def recipe_from_dict(values: dict[str, Any]) -> Recipe:
     return recipe
 
 
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe and apply ``section.key=value`` overrides (values parsed as YAML)."""
     path = Path(path)
@@ -188,12 +228,22 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise RecipeError(
             f"recipe file {path} not found; recipes live in configs/ (e.g. configs/scientific-tiger-demo.yaml)"
         )
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise RecipeError(f"recipe file {path} is not valid YAML ({_one_line(error)}); fix the line it names") from None
     for override in overrides or []:
         if "=" not in override:
             raise RecipeError(f"override {override!r} must look like section.key=value, e.g. training.epochs=3")
         key, raw = override.split("=", 1)
-        _set_dotted(values, key.strip().lstrip("-"), yaml.safe_load(raw))
+        try:
+            parsed = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise RecipeError(
+                f"override {override!r}: the value is not valid YAML ({_one_line(error)}); "
+                "quote it or close its brackets"
+            ) from None
+        _set_dotted(values, key.strip().lstrip("-"), parsed)
     return recipe_from_dict(values)
 
 

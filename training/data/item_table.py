@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import ModelDirectoryError
+
 ITEMS_FILE = "items.jsonl"
 
 
@@ -24,8 +26,27 @@ def read_item_table(directory: str | Path) -> tuple[list[str], list[str]] | None
     path = Path(directory) / ITEMS_FILE
     if not path.exists():
         return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+    rows = _read_rows(path, "item_id")
     return [str(row["item_id"]) for row in rows], [row.get("title") or "" for row in rows]
+
+
+def _read_rows(path: Path, key: str) -> list[dict]:
+    """The JSON object of every line of ``path``, each with ``key``; a damaged line names itself."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            row = error
+        if not isinstance(row, dict) or key not in row:
+            raise ModelDirectoryError(
+                f'{path} line {number} is not a row like {{"index": ..., "{key}": ...}}: {line[:80]!r}. '
+                "The file was edited or truncated; copy it again from the run's model directory"
+            )
+        rows.append(row)
+    return rows
 
 
 USERS_FILE = "users.jsonl"
@@ -47,4 +68,4 @@ def read_user_table(directory: str | Path) -> list[str] | None:
     path = Path(directory) / USERS_FILE
     if not path.exists():
         return None
-    return [str(json.loads(line)["user_id"]) for line in path.read_text().splitlines() if line]
+    return [str(row["user_id"]) for row in _read_rows(path, "user_id")]

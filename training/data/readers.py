@@ -95,7 +95,14 @@ def read_table(path: Path) -> pd.DataFrame:
             return pd.read_csv(path, dtype=str, keep_default_na=False)
         if name.endswith(".parquet"):
             return pd.read_parquet(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, pa.ArrowException) as error:
+    except (
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+        UnicodeDecodeError,
+        OSError,
+        EOFError,
+        pa.ArrowException,
+    ) as error:
         raise DataFormatError(
             f"cannot parse {path.name}: {error}; fix the file or convert it to CSV/Parquet"
         ) from error

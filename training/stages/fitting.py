@@ -60,7 +60,9 @@ def train_and_test(trainer, test_split) -> tuple[Any, float, dict[str, float], f
     test seconds.
     """
     started = time.time()
-    train_result = trainer.train()
+    # ``resume_from_checkpoint`` (set by ``train.py --resume_from_checkpoint``) continues an interrupted run
+    # exactly: weights, optimizer, schedule, data order, RNG states and the callbacks' state.
+    train_result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     train_seconds = time.time() - started
     started = time.time()
     test = trainer.evaluate(test_split, metric_key_prefix="test")

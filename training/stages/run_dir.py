@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,33 @@ def start_run(recipe: Recipe, overwrite_output_dir: bool):
         torch.set_num_threads(recipe.training.torch_threads)
     set_seed(recipe.seed)
     return state, say, output_dir
+
+
+@contextmanager
+def atomic_directory(path: Path) -> Iterator[Path]:
+    """Write a directory beside its final place and move it there only when every file is written.
+
+    Yields a hidden staging directory (``.<name>.partial``) next to ``path``. When the block ends
+    without an error, an existing ``path`` is moved aside and the staging directory takes its name
+    (two renames on the same file system; in between both complete copies exist); when it fails or
+    the process is killed, ``path`` is untouched and the staging directory is removed (or, after a
+    kill, left hidden and cleared by the next save). So a crash while saving never leaves a
+    half-written model where a good one was.
+    """
+    path = Path(path)
+    staging, previous = path.with_name(f".{path.name}.partial"), path.with_name(f".{path.name}.previous")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+    if path.exists():
+        path.rename(previous)
+    staging.rename(path)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def write_run_files(output_dir: Path, recipe: Recipe, metrics: dict[str, Any], log_history: list[dict]) -> None:
