@@ -74,6 +74,10 @@ def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> ModelC
             unfinished or interrupted run); the message says what to pass or run instead.
     """
     run_dir = _resolve_run_dir(Path(run_dir))
+    from .baseline_card import is_baseline, render_baseline_card
+
+    if is_baseline(yaml.safe_load((run_dir / "recipe.yaml").read_text()) or {}):  # SASRec, Mult-VAE: no codes
+        return render_baseline_card(run_dir, repo_id)
     metrics, context = _run_context(run_dir, repo_id)
     card_data = ModelCardData(
         library_name="transformers",

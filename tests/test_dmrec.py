@@ -409,6 +409,12 @@ def test_collaborative_recipe_reports_metrics_the_saved_model_reproduces(tmp_pat
     again = ranking_metrics(ranked, pad_item_sets(test["held_out"]), (5, 10, 20))
     for key in ("recall@20", "ndcg@20", "recall@5"):
         assert again[key] == pytest.approx(metrics[f"test/{key}"])
+    from huggingface_hub import ModelCard  # the run's own card: Mult-VAE with MDDM, not an SID-T5 card
+
+    card = ModelCard.load(tmp_path / "run" / "model" / "README.md")
+    assert "mult-vae-mddm" in card.data.tags and "## Semantic IDs" not in card.text
+    assert "Mult-VAE + MDDM (this model)" in card.text and "zhang2025dmrec" in card.text
+    assert "liang2018multvae" in card.text and "Random 3:1:1 split" in card.text
 
 
 def test_dmrec_t5_recipe_runs_end_to_end(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import subprocess
@@ -162,3 +163,19 @@ def test_bce_and_ce_give_different_gradients_on_the_same_batch():
     assert (
         F.cosine_similarity(ce.item_embeddings.weight.grad.flatten(), bce.item_embeddings.weight.grad.flatten(), 0) < 1
     )
+
+
+def test_a_sasrec_run_writes_its_own_card_whose_snippet_runs(sasrec_run, capsys):
+    from huggingface_hub import ModelCard
+
+    out, metrics = sasrec_run
+    card = ModelCard.load(out / "model" / "README.md")
+    assert "sasrec" in card.data.tags and "semantic-ids" not in card.data.tags
+    assert "SASRecForSequentialRecommendation" in card.text and "## Semantic IDs" not in card.text
+    assert "kang2018sasrec" in card.text and "full-softmax cross-entropy" in card.text
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results == {k[len("test/") :]: v for k, v in metrics.items() if k[5:] in results} and "recall@10" in results
+    snippet = card.text.split("## How to use")[1].split("```python\n")[1].split("```")[0]
+    exec(compile(snippet, "card-snippet", "exec"), {})  # runs as written against the saved model
+    printed = capsys.readouterr().out.strip()
+    assert len(ast.literal_eval(printed)) == 10

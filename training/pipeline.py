@@ -198,9 +198,12 @@ def run_sasrec(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overr
             write_item_table(staging, data.item_ids, data.item_titles)
         write_run_files(output_dir, recipe, metrics, trainer.state.log_history)
         write_test_ranks(output_dir, trainer.last_rankings, test_split)
+        card = write_model_card(output_dir)  # SASRec's own card (baseline_card.py)
         say(f"\nTest, {len(test_split):,} users, full ranking over {data.num_items:,} items:")
         say(format_results(metrics, ks, label="SASRec"))
-        say(f"Saved the model to {output_dir / 'model'}; metrics to {output_dir / 'metrics.json'}")
+        say(
+            f"Saved the model and its card ({card}) to {output_dir / 'model'}; metrics to {output_dir / 'metrics.json'}"
+        )
     state.wait_for_everyone()
     return metrics
 
@@ -263,6 +266,7 @@ def run_collaborative(
         with atomic_directory(output_dir / "model") as staging:
             model.save_pretrained(str(staging))
         write_run_files(output_dir, recipe, metrics, trainer.state.log_history)
+        write_model_card(output_dir)  # Mult-VAE's own card (baseline_card.py)
         say(
             f"\nTest, {len(splits['test']):,} users, all items not seen in training: "
             + "  ".join(f"{name}@{k} {metrics[f'test/{name}@{k}']:.4f}" for name in ("recall", "ndcg") for k in ks)
