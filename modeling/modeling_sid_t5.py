@@ -106,6 +106,8 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
     @torch.no_grad()
     def _check_top_k(self, top_k: int, num_beams: int | None) -> int:
         """The beam width to use; ``top_k`` must be a positive count no larger than it."""
+        if num_beams is not None and (isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1):
+            raise ValueError(f"num_beams must be a positive number of beams, got {num_beams!r}")
         num_beams = num_beams or self.generation_config.num_beams
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a positive number of items, got {top_k!r}")

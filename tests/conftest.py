@@ -116,3 +116,19 @@ def hub_server():
     server = HubServer(port=HUB_PORT, token=HUB_TOKEN, user=HUB_USER).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def sasrec_run(tmp_path_factory):
+    """A tiny SASRec trained through the recipe on the tiny Scientific slice: a model and the collaborative
+    embeddings LETTER and the collaborative SIDs read."""
+    from sidrec.training.pipeline import run
+    from sidrec.training.recipe import load_recipe
+
+    from .test_pipeline import TINY, recipe_file
+
+    out = tmp_path_factory.mktemp("sasrec")
+    overrides = [o for o in TINY if not o.startswith(("quantizer.", "model."))]
+    overrides += ["sasrec.enabled=true", "sasrec.hidden_size=32", "training.epochs=3", f"output_dir={out}"]
+    metrics = run(load_recipe(recipe_file(out), overrides))
+    return out, metrics

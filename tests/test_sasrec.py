@@ -82,18 +82,6 @@ def test_recommend_ranks_the_whole_catalogue_from_the_last_real_position():
         model.recommend([[]])
 
 
-@pytest.fixture(scope="module")
-def sasrec_run(tmp_path_factory):
-    from sidrec.training.pipeline import run
-    from sidrec.training.recipe import load_recipe
-
-    out = tmp_path_factory.mktemp("sasrec")
-    overrides = [o for o in TINY if not o.startswith(("quantizer.", "model."))]
-    overrides += ["sasrec.enabled=true", "sasrec.hidden_size=32", "training.epochs=3", f"output_dir={out}"]
-    metrics = run(load_recipe(recipe_file(out), overrides))
-    return out, metrics
-
-
 def test_sasrec_recipe_runs_saves_and_reproduces_its_metrics(sasrec_run, tmp_path):
     from sidrec.training.data import DataConfig, load_sequential_data
     from sidrec.training.ranking import SequenceRanker, evaluate_ranker

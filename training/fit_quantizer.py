@@ -43,13 +43,16 @@ def fit_quantizer(
     learning_rate: float = 1e-3,
     kmeans_init: bool = True,
     seed: int = 0,
+    regularizer=None,
 ) -> QuantizerFit:
     """Train an RQ-VAE on ``embeddings`` (N, d) and assign every item a unique code.
 
     Codes are the nearest codes of the trained quantizer plus TIGER's collision level (so the code
     length is ``config.num_levels + 1``). The logits' distance unit is calibrated on the catalogue
     (``calibrate_distance_scale``) so soft distributions and Gumbel noise are meaningful. Deterministic
-    for a given seed on CPU.
+    for a given seed on CPU. ``regularizer`` (LETTER's ``LetterRegularizer``) adds its losses to each
+    batch's: called with the quantizer, the batch's output and the batch's item indices, it returns
+    the weighted loss and its figures; ``new_epoch(quantizer)`` runs before each epoch.
     """
     if embeddings.dim() != 2 or embeddings.size(1) != config.input_dim:
         raise ValueError(
@@ -60,24 +63,31 @@ def fit_quantizer(
     # restores the caller's generator afterwards, so fitting codes never reseeds the rest of a program.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _fit(embeddings, config, epochs, batch_size, learning_rate, kmeans_init, seed)
+        return _fit(embeddings, config, epochs, batch_size, learning_rate, kmeans_init, seed, regularizer)
 
 
-def _fit(embeddings, config, epochs, batch_size, learning_rate, kmeans_init, seed) -> QuantizerFit:
+def _fit(embeddings, config, epochs, batch_size, learning_rate, kmeans_init, seed, regularizer) -> QuantizerFit:
     quantizer = SemanticIDQuantizer(config)
     if kmeans_init:
         quantizer.init_codebooks_kmeans(embeddings, seed=seed)
-    optimizer = torch.optim.AdamW(quantizer.parameters(), lr=learning_rate)
+    parameters = list(quantizer.parameters()) + (list(regularizer.parameters()) if regularizer is not None else [])
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     history = []
     quantizer.train()
     for _ in range(epochs):
         order = torch.randperm(embeddings.size(0), generator=generator)
         total, batches = 0.0, 0
+        if regularizer is not None:
+            regularizer.new_epoch(quantizer)
         for start in range(0, len(order), batch_size):
-            output = quantizer(embeddings[order[start : start + batch_size]])
+            items = order[start : start + batch_size]
+            output = quantizer(embeddings[items])
+            loss = output.loss
+            if regularizer is not None:
+                loss = loss + regularizer(quantizer, output, items)[0]
             optimizer.zero_grad()
-            output.loss.backward()
+            loss.backward()
             optimizer.step()
             total, batches = total + output.loss.item(), batches + 1
         history.append(total / batches)

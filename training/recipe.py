@@ -21,6 +21,7 @@ from .errors import RecipeError
 from .methods import check_method_settings
 from .methods.diger import JointRecipe
 from .methods.dmrec import DMRecRecipe, MultVAERecipe
+from .methods.letter import LetterRecipe
 from .methods.sasrec import SASRecRecipe
 
 TASKS = ("sequential", "collaborative")
@@ -32,6 +33,9 @@ class EmbeddingRecipe:
     max_seq_length: int = 128
     batch_size: int = 64
     cache_dir: str = ".cache/sidrec/embeddings"
+    # What the RQ-VAE quantises: text | collaborative | text+collaborative (a SASRec run's item table).
+    source: str = "text"
+    collaborative_run: str | None = None  # a finished SASRec run (its output_dir): collaborative embeddings
 
 
 @dataclass
@@ -118,6 +122,7 @@ class Recipe:
     model: ModelRecipe = field(default_factory=ModelRecipe)
     training: TrainingRecipe = field(default_factory=TrainingRecipe)
     joint: JointRecipe = field(default_factory=JointRecipe)
+    letter: LetterRecipe = field(default_factory=LetterRecipe)
     dmrec: DMRecRecipe = field(default_factory=DMRecRecipe)
     mult_vae: MultVAERecipe = field(default_factory=MultVAERecipe)
     sasrec: SASRecRecipe = field(default_factory=SASRecRecipe)
@@ -280,4 +285,23 @@ def check_recipe(recipe: Recipe) -> None:
         )
     if generative and not finetune.from_model and recipe.quantizer.epochs < 1:
         raise RecipeError(f"quantizer.epochs must be at least 1 (the RQ-VAE is fitted), got {recipe.quantizer.epochs}")
+    _check_embedding_source(recipe.embeddings)
     check_method_settings(recipe)
+
+
+def _check_embedding_source(embeddings: EmbeddingRecipe) -> None:
+    from .collaborative import EMBEDDING_SOURCES
+
+    if embeddings.source not in EMBEDDING_SOURCES:
+        raise RecipeError(f"embeddings.source must be one of {list(EMBEDDING_SOURCES)}, got {embeddings.source!r}")
+    run = embeddings.collaborative_run
+    if "collaborative" in embeddings.source and not run:
+        raise RecipeError(
+            f"embeddings.source={embeddings.source} quantises a SASRec run's item table: set "
+            "embeddings.collaborative_run to a finished SASRec run's output_dir (e.g. runs/scientific-sasrec)"
+        )
+    if run and not (Path(run) / "model" / "config.json").exists():
+        raise RecipeError(
+            f"embeddings.collaborative_run={run} holds no saved model (model/config.json): train the SASRec first, "
+            f"`python train.py --config configs/scientific-sasrec.yaml output_dir={run}`"
+        )

@@ -3,7 +3,8 @@
 - ``diger`` (a package): joint training of the tokenizer with the recommender;
 - ``soda``: the distribution-level BPR objective;
 - ``dmrec``: distribution matching, over DMRec-T5 or the paper's Mult-VAE;
-- ``sasrec``: the ID-based floor (no semantic IDs), full-softmax or one-negative BCE.
+- ``sasrec``: the ID-based floor (no semantic IDs), full-softmax or one-negative BCE;
+- ``letter``: LETTER's collaborative and diversity regularisers on the RQ-VAE fit.
 
 TIGER is the base every method builds on (static RQ-VAE codes, next-SID cross-entropy) and needs
 no module of its own. A new method is one module here (its objectives registered with
@@ -16,12 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..objectives import OBJECTIVES, Objective, build_objectives, register_objective
-from . import diger, dmrec, sasrec, soda
+from . import diger, dmrec, letter, sasrec, soda
 
 if TYPE_CHECKING:
     from ..recipe import Recipe
 
-METHOD_MODULES = (sasrec, dmrec, diger, soda)  # the order their rules are checked in
+METHOD_MODULES = (sasrec, dmrec, diger, soda, letter)  # the order their rules are checked in
 
 
 def check_method_settings(recipe: Recipe) -> dict[str, Objective]:
@@ -33,7 +34,7 @@ def check_method_settings(recipe: Recipe) -> dict[str, Objective]:
 
 
 def method_name(recipe: Recipe) -> str:
-    """The short lowercase name of what a recipe trains, e.g. ``tiger``, ``tiger+soda``, ``mult-vae-mddm``.
+    """The short lowercase name of what a recipe trains, e.g. ``tiger``, ``tiger+soda``, ``letter``, ``tiger-cf``.
 
     It is read from the recipe's sections, never from flags set later, so a run's model card, its
     ``metrics.json`` and the results harness all name a run the same way. Frozen codes inside a joint
@@ -51,8 +52,12 @@ def method_name(recipe: Recipe) -> str:
     elif recipe.joint.enabled and (recipe.joint.trainable or recipe.joint.uncertainty_decay != "none"):
         mode = recipe.joint.mode.replace("_", "-")
         name = f"diger-{mode}-{recipe.joint.uncertainty_decay}"
+    elif recipe.letter.enabled:
+        name = "letter"  # TIGER's recommender on LETTER's codes
     else:
         name = "tiger"
+    # Codes of collaborative (SASRec) embeddings, alone or beside the text: ``tiger-cf``, ``letter-textcf``.
+    name += {"text": "", "collaborative": "-cf", "text+collaborative": "-textcf"}[recipe.embeddings.source]
     return name + ("+soda" if "soda" in objectives else "")
 
 

@@ -7,9 +7,11 @@ from accelerate import PartialState
 
 from ...tokenization.configuration_quantizer import SemanticIDQuantizerConfig
 from ...tokenization.tokenization_semantic_id import SemanticIDTokenizer
+from ..collaborative import combine_embeddings, load_collaborative_embeddings
 from ..data import SequentialData
 from ..embeddings import embed_texts
 from ..fit_quantizer import QuantizerFit, fit_quantizer
+from ..methods.letter import LetterRegularizer
 from ..recipe import EmbeddingRecipe, Recipe
 
 # QuantizerRecipe fields that are SemanticIDQuantizerConfig arguments (the rest drive the fit).
@@ -31,12 +33,36 @@ def embed_catalogue(recipe: Recipe | EmbeddingRecipe, data: SequentialData) -> t
         )
 
 
-def build_codes(recipe: Recipe, embeddings: torch.Tensor) -> QuantizerFit:
-    """Fit the RQ-VAE on the catalogue's embeddings and give every item a unique code."""
+def quantizer_inputs(recipe: Recipe, data: SequentialData, text: torch.Tensor | None) -> torch.Tensor:
+    """What the RQ-VAE quantises (``embeddings.source``): text, a SASRec's item table, or both."""
+    source = recipe.embeddings.source
+    if source == "text":
+        return text
+    collaborative = load_collaborative_embeddings(recipe.embeddings.collaborative_run, data.item_ids)
+    return combine_embeddings(text, collaborative, source)
+
+
+def letter_regularizer(recipe: Recipe, data: SequentialData) -> LetterRegularizer | None:
+    """LETTER's losses for the fit when ``letter.enabled`` (its collaborative targets: the SASRec run's table)."""
+    if not recipe.letter.enabled:
+        return None
+    collaborative = load_collaborative_embeddings(recipe.embeddings.collaborative_run, data.item_ids)
+    return LetterRegularizer(recipe.letter, collaborative, recipe.quantizer.latent_dim, seed=recipe.seed)
+
+
+def build_codes(recipe: Recipe, embeddings: torch.Tensor, regularizer: LetterRegularizer | None = None) -> QuantizerFit:
+    """Fit the RQ-VAE on the catalogue's embeddings and give every item a unique code.
+
+    With LETTER (``regularizer``) the fit adds its losses and balances the last level with Sinkhorn.
+    """
     q = recipe.quantizer
+    balance = {}
+    if regularizer is not None and recipe.letter.sinkhorn_epsilon > 0:
+        balance = {"sinkhorn_epsilon": recipe.letter.sinkhorn_epsilon, "sinkhorn_levels": [-1]}
     config = SemanticIDQuantizerConfig(
         input_dim=embeddings.size(1),
         **{name: getattr(q, name) for name in QUANTIZER_ARCHITECTURE_KEYS},
+        **balance,
     )
     return fit_quantizer(
         embeddings,
@@ -46,6 +72,7 @@ def build_codes(recipe: Recipe, embeddings: torch.Tensor) -> QuantizerFit:
         learning_rate=q.learning_rate,
         kmeans_init=q.kmeans_init,
         seed=recipe.seed,
+        regularizer=regularizer,
     )
 
 

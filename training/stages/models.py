@@ -19,7 +19,7 @@ from ..methods import build_objectives
 from ..methods.diger import build_joint_model
 from ..methods.dmrec import build_dmrec_t5
 from ..recipe import Recipe
-from .codes import build_codes, build_tokenizer, embed_catalogue
+from .codes import build_codes, build_tokenizer, embed_catalogue, letter_regularizer, quantizer_inputs
 
 
 @dataclass
@@ -39,8 +39,10 @@ def build_recommender(recipe: Recipe, data: SequentialData, say=print) -> BuiltM
     TIGER: a plain SID-T5 over the fitted codes; ``dmrec.enabled``: DMRec-T5; ``joint.enabled``
     (DIGER): the joint model that holds the quantizer, with its learning rates and callbacks.
     """
-    embeddings = embed_catalogue(recipe, data)
-    fit = build_codes(recipe, embeddings)
+    needs_text = recipe.embeddings.source != "collaborative" or recipe.dmrec.enabled  # DMRec's meta-network reads text
+    text = embed_catalogue(recipe, data) if needs_text else None
+    embeddings = quantizer_inputs(recipe, data, text)  # what the RQ-VAE quantises (and DIGER re-encodes)
+    fit = build_codes(recipe, embeddings, letter_regularizer(recipe, data))
     say(fit.summary())
     tokenizer = build_tokenizer(recipe, fit)
     set_seed(recipe.seed)
@@ -51,7 +53,7 @@ def build_recommender(recipe: Recipe, data: SequentialData, say=print) -> BuiltM
     )
     learning_rates = dict(recipe.training.learning_rates)
     if recipe.dmrec.enabled:
-        return BuiltModel(build_dmrec_t5(recipe, config, embeddings), tokenizer, fit.stats, learning_rates)
+        return BuiltModel(build_dmrec_t5(recipe, config, text), tokenizer, fit.stats, learning_rates)
     if recipe.joint.enabled:
         model, learning_rates, callbacks = build_joint_model(recipe, config, fit, embeddings, tokenizer, learning_rates)
         return BuiltModel(model, tokenizer, fit.stats, learning_rates, callbacks)

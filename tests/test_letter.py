@@ -1,0 +1,93 @@
+"""LETTER's regularisers and collaborative semantic IDs: losses by hand, a real run through the recipe."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from sidrec.training.collaborative import combine_embeddings, load_collaborative_embeddings
+from sidrec.training.errors import RecipeError
+from sidrec.training.methods.letter import collaborative_loss, diversity_loss, group_positives
+from sidrec.training.recipe import check_recipe, load_recipe
+
+from .test_pipeline import TINY, recipe_file
+
+
+def test_collaborative_loss_by_hand():
+    quantized = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    collaborative = torch.tensor([[2.0, 0.0], [0.0, 3.0]])  # scores [[2, 0], [0, 3]]: each item's own is best
+    expected = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-3))) / 2
+    assert collaborative_loss(quantized, collaborative).item() == pytest.approx(expected, rel=1e-6)
+    swapped = collaborative_loss(quantized, collaborative.flip(0))  # each item scores the other's vector higher
+    assert swapped.item() > collaborative_loss(quantized, collaborative).item()
+
+
+def test_diversity_loss_by_hand():
+    chosen = torch.tensor([[1.0, 0.0]])
+    codebook = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # similarities 1, 0, 1; positive: code 2
+    expected = -math.log(math.e / (math.e + 1 + math.e))
+    assert diversity_loss(chosen, codebook, torch.tensor([2])).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_group_positives_are_other_codes_of_the_same_group():
+    groups = torch.tensor([0, 0, 1, 1, 1, 2])  # code 5 is alone in its group
+    codes = torch.tensor([0, 2, 3, 5] * 50)
+    positives = group_positives(codes, groups, torch.Generator().manual_seed(0))
+    assert torch.equal(groups[positives], groups[codes])
+    assert ((positives != codes) | (codes == 5)).all() and (positives[codes == 5] == 5).all()
+    assert set(positives[codes == 2].tolist()) == {3, 4}  # drawn among the others, both appear
+
+
+def test_collaborative_embeddings_are_the_sasrec_table_in_catalogue_order(sasrec_run):
+    out, _ = sasrec_run
+    model = AutoModel.from_pretrained(out / "model")
+    rows = [json.loads(line) for line in (out / "model" / "items.jsonl").read_text().splitlines()]
+    order = [rows[3]["item_id"], rows[0]["item_id"], rows[7]["item_id"]]
+    table = load_collaborative_embeddings(out, order)
+    torch.testing.assert_close(table, model.item_embeddings.weight.detach()[[4, 1, 8]])  # row 0 is padding
+    with pytest.raises(RecipeError, match="never saw 1 of this catalogue's 2 items"):
+        load_collaborative_embeddings(out, [rows[0]["item_id"], "not-an-item"])
+    both = combine_embeddings(torch.randn(3, 5), table, "text+collaborative")
+    assert both.shape == (3, 5 + table.size(1)) and torch.allclose(both[:, :5].norm(dim=1), torch.ones(3))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["embeddings.source=collab"], "embeddings.source must be one of"),
+        (["embeddings.source=collaborative"], "set embeddings.collaborative_run"),
+        (["embeddings.collaborative_run=runs/none"], "holds no saved model"),
+        (["letter.enabled=true"], "letter's collaborative loss needs a trained SASRec"),
+        (["letter.enabled=true", "letter.collaborative_weight=0", "letter.diversity_groups=0"], "diversity_groups"),
+    ],
+)
+def test_bad_collaborative_settings_fail_before_any_work(tmp_path, overrides, message):
+    recipe = load_recipe(recipe_file(tmp_path), [*TINY, f"output_dir={tmp_path / 'x'}", *overrides])
+    with pytest.raises(RecipeError, match=message):
+        check_recipe(recipe)
+
+
+@pytest.mark.slow
+def test_letter_over_collaborative_sids_saves_loads_and_recommends(sasrec_run, tmp_path):
+    from sidrec.training.data import load_sequential_data
+    from sidrec.training.pipeline import run
+
+    sasrec, _ = sasrec_run
+    out = tmp_path / "letter"
+    overrides = [*TINY, f"output_dir={out}", f"embeddings.collaborative_run={sasrec}"]
+    overrides += ["embeddings.source=text+collaborative", "letter.enabled=true"]
+    recipe = load_recipe(recipe_file(tmp_path), overrides)
+    metrics = run(recipe)
+    assert 0 <= metrics["test/recall@10"] <= 1 and metrics["run/method"] == "letter-textcf"
+    model, tokenizer = AutoModel.from_pretrained(out / "model"), AutoTokenizer.from_pretrained(out / "model")
+    assert tokenizer.quantizer.config.input_dim == 384 + 32  # MiniLM text beside the 32-d SASRec table
+    assert tokenizer.quantizer.config.sinkhorn_levels == [-1]  # LETTER balances the last level
+    data = load_sequential_data(recipe.data, verbose=False)
+    histories = [row["history"] for row in data.splits["test"].select(range(16))]
+    items = model.recommend(histories, tokenizer, top_k=10).items
+    assert (items >= 0).all() and (items < tokenizer.num_items).all()
+    assert all(len(set(row)) == 10 for row in items.tolist())
