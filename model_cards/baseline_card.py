@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
-from .card import (
+from .card_parts import (
     PLOT_FILE,
     RANKING_METRICS,
     TAGS,

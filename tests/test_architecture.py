@@ -148,6 +148,7 @@ def test_every_method_lives_in_its_own_module_and_registers_its_objectives():
         "soda",
         "dmrec",
         "sasrec",
+        "letter",
     }
     owners = {name: cls.__module__ for name, cls in OBJECTIVES.items()}
     assert owners["quantizer"].startswith("sidrec.training.methods.diger")
