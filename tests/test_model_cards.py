@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from huggingface_hub import ModelCard
 
 from sidrec.model_cards.card import SECTIONS, TAGS, render_model_card, write_model_card
 
+from .conftest import ROOT
 from .test_pipeline import TINY, recipe_file
 
 REPO_ID = "sidrec-tester/tiny-tiger"
@@ -299,3 +301,68 @@ def test_the_plot_draws_churn_when_the_run_logged_it(tmp_path):
     ]
     assert plot_training(rows, tmp_path / "churn.png").exists()  # the churn panel alone makes a figure
     assert plot_training([{"epoch": 1.0, "codes/churn/any": 0.2}], tmp_path / "none.png") is None  # not per level
+
+
+# ----- the wheel, not the clone ----------------------------------------------------------------------
+# CI installs sidrec editable (``pip install -e``), which reads templates and modules from the source
+# tree; a file missing from the wheel's package data would only fail for users who ``pip install``.
+# The test builds the wheel (offline, no build isolation), installs it into an empty folder and runs a
+# Python with the editable install switched off, from a directory without the sources: it renders a
+# run's card and a SASRec run's card, checks the adapter template ships, loads the ``evaluate`` module
+# from the installed package and recommends from a saved model.
+USER_SCRIPT = """
+import sys
+sys.meta_path[:] = [finder for finder in sys.meta_path if "editable" not in type(finder).__module__.lower()]
+sys.path.insert(0, {target!r})
+import json
+from pathlib import Path
+
+import evaluate
+import sidrec
+from sidrec.metrics import SID_RANKING
+from sidrec.model_cards.card import render_model_card
+from transformers import AutoModel, AutoTokenizer
+
+installed = Path(sidrec.__file__).parents[1]
+assert installed == Path({target!r}), installed  # the wheel's copy, not the clone
+cards = Path(sidrec.__file__).parent / "model_cards"
+assert (cards / "adapter_template.md").exists() and (cards / "baseline_template.md").exists()
+tiger = render_model_card({tiger_run!r})
+sasrec = render_model_card({sasrec_run!r})
+metric = evaluate.load(SID_RANKING)
+scores = metric.compute(predictions=[[1, 2, 3]], references=[2], ks=[1, 3], num_items=10)
+model = AutoModel.from_pretrained({model_dir!r})
+tokenizer = AutoTokenizer.from_pretrained({model_dir!r})
+items = model.recommend([[0, 1, 2]], tokenizer, top_k=5).items[0].tolist()
+print(json.dumps({{"tiger": "## Semantic IDs" in tiger.text, "sasrec": "SASRec" in sasrec.text,
+                  "sasrec_codes": "## Semantic IDs" in sasrec.text, "scores": scores, "items": items,
+                  "metric_file": str(SID_RANKING)}}))
+"""
+
+
+@pytest.mark.slow
+def test_the_installed_wheel_renders_cards_loads_the_metric_and_recommends(tiny_run, sasrec_run, tmp_path):
+    dist, target = tmp_path / "dist", tmp_path / "site"
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), "."]
+    subprocess.run(build, cwd=ROOT, check=True, capture_output=True)
+    (wheel,) = dist.glob("sidrec-*.whl")
+    install = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)]
+    subprocess.run(install, check=True, capture_output=True)
+
+    script = USER_SCRIPT.format(
+        target=str(target),
+        tiger_run=str(tiny_run),
+        sasrec_run=str(sasrec_run[0]),
+        model_dir=str(tiny_run / "model"),
+    )
+    elsewhere = tmp_path / "user"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], cwd=elsewhere, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["tiger"] and found["sasrec"] and not found["sasrec_codes"]
+    assert found["metric_file"].startswith(str(target))
+    assert found["scores"]["recall@1"] == 0.0 and found["scores"]["recall@3"] == 1.0
+    assert len(set(found["items"])) == 5 and all(item >= 0 for item in found["items"])
