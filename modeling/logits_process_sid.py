@@ -15,9 +15,9 @@ class PrefixTrieLogitsProcessor(LogitsProcessor):
     """Mask every token that would leave the trie of valid semantic IDs.
 
     Args:
-        trie: the tokenizer's ``PrefixTrie``, or any object with its ``children`` (list of
-            (nodes, K) long tensors, -1 = invalid), ``token_offsets``, ``codebook_size``, ``walk`` and
-            ``to``. Duck-typed so that this file needs nothing beyond torch and transformers.
+        trie: the tokenizer's ``PrefixTrie``, or any object with its ``num_levels``, ``next_nodes(level,
+            nodes) -> (nodes, K)`` (-1 = invalid), ``token_offsets``, ``codebook_size``, ``walk`` and ``to``.
+            Duck-typed so that this file needs nothing beyond torch and transformers.
         prompt_length: decoder tokens before the first code (1: the decoder start token).
     """
 
@@ -29,10 +29,10 @@ class PrefixTrieLogitsProcessor(LogitsProcessor):
         trie = self.trie.to(input_ids.device)  # in place and free once the tables live there
         generated = input_ids[:, self.prompt_length :]
         step = generated.size(1)
-        if step >= len(trie.children):  # the code is complete: only end-of-sequence remains sensible
+        if step >= trie.num_levels:  # the code is complete: only end-of-sequence remains sensible
             return scores
         node = trie.walk(generated)  # (rows,), -1 once a row has left the trie
-        allowed = (trie.children[step][node.clamp_min(0)] >= 0) & (node >= 0)[:, None]  # (rows, K)
+        allowed = (trie.next_nodes(step, node.clamp_min(0)) >= 0) & (node >= 0)[:, None]  # (rows, K)
         offset = trie.token_offsets[step]
         mask = torch.ones_like(scores, dtype=torch.bool)
         mask[:, offset : offset + trie.codebook_size] = ~allowed

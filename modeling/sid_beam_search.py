@@ -96,7 +96,8 @@ def constrained_beam_search(
         model: an SID-T5 model (T5 encoder-decoder with level-blocked code tokens).
         encoded, attention_mask: (B, S, D) what the decoder attends to and its (B, S) mask, from
             ``model.encoder_memory`` (the encoder's states; DMRec-T5 appends its latent token).
-        trie: the tokenizer's ``PrefixTrie`` (``children``, ``token_offsets``, ``codebook_size``).
+        trie: the tokenizer's ``PrefixTrie`` (``next_nodes``, ``token_offsets``, ``codebook_size``), on
+            the model's device.
         num_beams: beams kept per step.
         top_k: results per user (at most ``num_beams``).
     Returns:
@@ -121,13 +122,12 @@ def constrained_beam_search(
     scores = torch.zeros(batch, 1, device=device)
     node = torch.zeros(batch, 1, dtype=torch.long, device=device)
     cache: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for level, table in enumerate(trie.children):
-        table = table.to(device)
+    for level in range(trie.num_levels):
         hidden, cache = decoder_step(model, tokens, cache, cross_keys, cross_values, encoder_bias)
         log_probs = F.log_softmax(model.lm_head(hidden).float(), dim=-1)  # (B, W, V)
         offset = trie.token_offsets[level]
         level_scores = log_probs[..., offset : offset + codebook_size]
-        child = table[node.clamp_min(0)]  # (B, W, K)
+        child = trie.next_nodes(level, node.clamp_min(0))  # (B, W, K)
         valid = (child >= 0) & (node >= 0)[..., None]
         candidates = (scores[..., None] + level_scores.masked_fill(~valid, -float("inf"))).flatten(1)
         keep = min(num_beams, candidates.size(1))

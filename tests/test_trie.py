@@ -51,3 +51,66 @@ def test_processor_allows_exactly_the_valid_continuations(data):
         sequence = torch.cat([sequence, masked.argmax(-1, keepdim=True)], dim=1)
     items = trie.walk(sequence[:, 1:])
     assert (items >= 0).all()
+
+
+def test_sparse_levels_answer_exactly_like_dense_ones_by_hand():
+    dense, sparse = PrefixTrie(CODES, 4, OFFSETS, layout="dense"), PrefixTrie(CODES, 4, OFFSETS, layout="sparse")
+    assert sparse.layouts == ["sparse"] * 3 and dense.layouts == ["dense"] * 3
+    for mine, theirs in zip(sparse.children, dense.children):
+        assert torch.equal(mine, theirs)
+    nodes = torch.tensor([[1, 0], [2, 2]])  # any shape of prefix nodes
+    assert torch.equal(sparse.next_nodes(2, nodes), dense.next_nodes(2, nodes))
+    tokens = CODES + torch.tensor(OFFSETS)
+    assert sparse.walk(tokens).tolist() == [0, 1, 2, 3, 4]
+    assert sparse.walk(torch.tensor([[3, 8, 14], [5, 10, 11]])).tolist() == [-1, 2]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_every_layout_holds_exactly_the_valid_codes(data):
+    """Property: against a brute-force set of valid prefixes, for random catalogues and both layouts."""
+    size, levels = data.draw(st.integers(2, 6)), data.draw(st.integers(1, 4))
+    rows = data.draw(st.lists(st.tuples(*[st.integers(0, size - 1)] * levels), min_size=1, max_size=40, unique=True))
+    codes = torch.tensor(rows)
+    offsets = [3 + size * level for level in range(levels)]
+    prefixes = {tuple(row[:n]) for row in rows for n in range(levels + 1)}
+    for layout in ("dense", "sparse", "auto"):
+        trie = PrefixTrie(codes, size, offsets, layout=layout)
+        node_of = {(): 0}
+        for level in range(levels):
+            for prefix, node in [(p, n) for p, n in node_of.items() if len(p) == level]:
+                children = trie.next_nodes(level, torch.tensor([node]))[0].tolist()
+                assert {c for c in range(size) if children[c] >= 0} == {
+                    c for c in range(size) if prefix + (c,) in prefixes
+                }
+                node_of.update({prefix + (c,): children[c] for c in range(size) if children[c] >= 0})
+        assert trie.walk(codes + torch.tensor(offsets)).tolist() == list(range(len(rows)))  # leaves are the items
+
+
+def test_a_large_sparse_catalogue_holds_its_edges_not_dense_tables():
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.unique(torch.randint(0, 256, (60_000, 4), generator=generator), dim=0)
+    trie = PrefixTrie(codes, 256, [3, 259, 515, 771])
+    assert trie.layouts == ["dense", "dense", "sparse", "sparse"]  # 1 and 256 prefixes: small tables stay dense
+    dense_bytes = sum(
+        8 * 256 * n for n in (1, 256, len(torch.unique(codes[:, :2], dim=0)), len(torch.unique(codes[:, :3], dim=0)))
+    )
+    assert trie.nbytes < dense_bytes / 20
+    items = torch.randperm(len(codes), generator=generator)[:500]
+    assert torch.equal(trie.walk(codes[items] + torch.tensor([3, 259, 515, 771])), items)
+
+
+def test_beam_search_ranks_the_same_over_a_sparse_trie(tiny_model, tokenizer, scientific):
+    from sidrec import SemanticIDTokenizer
+
+    sparse = SemanticIDTokenizer(item_codes=tokenizer.item_codes, num_levels=4, codebook_size=32, max_history=20)
+    sparse._trie = PrefixTrie(sparse.item_codes, 32, sparse.token_offsets, layout="sparse")
+    histories = [row["history"] for row in scientific.splits["test"].select(range(64))]
+    expected = tiny_model.recommend(histories, tokenizer, top_k=10, num_beams=10)
+    found = tiny_model.recommend(histories, sparse, top_k=10, num_beams=10)
+    assert sparse.trie.layouts == ["sparse"] * 4
+    assert torch.equal(found.items, expected.items)
+    torch.testing.assert_close(found.scores, expected.scores)
+    # The stock-generate route (the LogitsProcessor) reads the same levels and finds the same items.
+    stock = tiny_model.recommend_with_generate(histories[:8], sparse, top_k=10, num_beams=10)
+    assert torch.equal(stock.items, tiny_model.recommend_with_generate(histories[:8], tokenizer, 10, 10).items)
