@@ -91,3 +91,35 @@ def test_letter_over_collaborative_sids_saves_loads_and_recommends(sasrec_run, t
     items = model.recommend(histories, tokenizer, top_k=10).items
     assert (items >= 0).all() and (items < tokenizer.num_items).all()
     assert all(len(set(row)) == 10 for row in items.tolist())
+
+
+FROZEN = ["joint.enabled=true", "joint.trainable=false", "joint.uncertainty_decay=none"]  # SODA reads frozen codes
+
+
+@pytest.mark.parametrize(
+    "overrides, name",
+    [
+        (["letter.enabled=true", "letter.collaborative_weight=0"], "letter"),
+        (
+            [
+                "letter.enabled=true",
+                "letter.collaborative_weight=0",
+                "training.objectives={ce: 1.0, soda: 0.1}",
+                *FROZEN,
+            ],
+            "letter+soda",
+        ),  # SODA over LETTER's codes: the SODA paper's own backbone
+        (["embeddings.source=collaborative"], "tiger-cf"),
+        (
+            ["embeddings.source=text+collaborative", "training.objectives={ce: 1.0, soda: 0.1}", *FROZEN],
+            "tiger-textcf+soda",
+        ),
+    ],
+)
+def test_collaborative_methods_are_named_from_the_recipe(sasrec_run, tmp_path, overrides, name):
+    from sidrec.training.methods import method_name
+
+    run = f"embeddings.collaborative_run={sasrec_run[0]}"
+    recipe = load_recipe(recipe_file(tmp_path), [*TINY, f"output_dir={tmp_path / 'x'}", run, *overrides])
+    check_recipe(recipe)
+    assert method_name(recipe) == name

@@ -123,5 +123,9 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
             "output_dir=runs/scientific-sasrec`, then embeddings.collaborative_run=runs/scientific-sasrec), or set "
             "letter.collaborative_weight: 0"
         )
-    if recipe.joint.enabled:
-        raise RecipeError("letter fits the codes before training; it does not combine with joint (DIGER) training")
+    joint = recipe.joint
+    if joint.enabled and (joint.trainable or joint.uncertainty_decay != "none"):  # frozen codes (SODA's route) are fine
+        raise RecipeError(
+            "letter fits the codes before training; it does not combine with DIGER's trained codes: set "
+            "joint.trainable: false and joint.uncertainty_decay: none (the frozen codes SODA reads), or drop joint"
+        )
