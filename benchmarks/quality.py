@@ -15,9 +15,11 @@ Budgets: ``demo`` is the recipe as written (the 4-epoch CPU demos); ``converged`
 stopping rule for every method: early stopping on validation NDCG@10 (Recall@20 for Mult-VAE, its
 paper's rule), patience 10 evaluations, at most 200 epochs.
 
-``render`` writes every table between ``<!-- results:<dataset>:<budget>[:item-sets|:codes] -->`` and
-``<!-- /results -->`` in the README (``codes``: level usage, collisions and churn of the semantic IDs
-each run was evaluated with): mean and standard deviation over seeds, the change of
+``render`` writes every table between ``<!-- results:<dataset>:<budget>[:<protocol>[:<methods>]] -->``
+(protocol ``leave-one-out``, ``item-sets`` or ``codes``; methods a comma-separated list of method-name
+prefixes, e.g. ``tiger,diger``) and ``<!-- /results -->`` in the README and the docs pages
+(``codes``: level usage, collisions and churn of the semantic IDs each run was evaluated with):
+mean and standard deviation over seeds, the change of
 Recall@10 against TIGER and a paired randomization test over users on Recall@10 (per-user hits
 averaged over seeds). No number in those tables is typed by hand (``tests/test_quality.py``).
 """
@@ -369,13 +371,17 @@ def render_readme(text: str, results_dir: Path = RESULTS) -> str:
     marker, end = "<!-- results:", "<!-- /results -->"
     while (start := text.find(marker, position)) >= 0:
         close = text.index("-->", start) + 3
-        dataset, budget, *protocol = text[start + len(marker) : close - 3].strip().split(":")
+        dataset, budget, *rest = text[start + len(marker) : close - 3].strip().split(":")
         stop = text.index(end, close)
         rows = read_results(results_dir / f"{dataset}.jsonl")
-        if protocol == ["codes"]:
+        if len(rest) > 1:  # only the methods named (by prefix), e.g. ``tiger,diger`` on a method's page
+            prefixes = tuple(rest[1].split(","))
+            rows = [row for row in rows if row["method"].startswith(prefixes)]
+        protocol = rest[0] if rest else "leave-one-out"
+        if protocol == "codes":
             table = render_codes_table(rows, budget)
         else:
-            table = render_table(rows, dataset, budget, protocol[0] if protocol else "leave-one-out", results_dir)
+            table = render_table(rows, dataset, budget, protocol, results_dir)
         out += [text[position:close], "\n", table, "\n"]
         position = stop
     out.append(text[position:])
@@ -398,15 +404,25 @@ def main() -> int:
         trained = run_grid(args.grid, args.seeds, args.budget, args.dry_run, recipes=args.recipes)
         print(f"[quality] {trained} run(s) trained")
         return 0
-    current = README.read_text()
-    rendered = render_readme(current)
-    if args.check:
+    stale = []
+    for page in pages_with_tables():
+        current = page.read_text()
+        rendered = render_readme(current)
         if rendered != current:
-            print("README results tables differ from benchmarks/results: run `python benchmarks/quality.py render`")
-            return 1
-        return 0
-    README.write_text(rendered)
+            stale.append(page)
+            if not args.check:
+                page.write_text(rendered)
+    if args.check and stale:
+        names = ", ".join(str(page.relative_to(ROOT)) for page in stale)
+        print(f"results tables in {names} differ from benchmarks/results: run `python benchmarks/quality.py render`")
+        return 1
     return 0
+
+
+def pages_with_tables() -> list[Path]:
+    """The README and every docs page that holds a results block."""
+    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
+    return [page for page in pages if "<!-- results:" in page.read_text()]
 
 
 if __name__ == "__main__":

@@ -131,9 +131,23 @@ def test_a_grid_skips_finished_runs_and_resumes_after_an_interruption(tmp_path, 
 
 
 def test_readme_results_tables_equal_what_the_result_files_render():
-    readme = (ROOT / "README.md").read_text()
-    assert "<!-- results:" in readme
-    assert quality.render_readme(readme) == readme, "run `python benchmarks/quality.py render`"
+    pages = quality.pages_with_tables()
+    assert ROOT / "README.md" in pages
+    for page in pages:
+        text = page.read_text()
+        assert quality.render_readme(text) == text, f"{page.name}: run `python benchmarks/quality.py render`"
+
+
+def test_a_block_can_name_the_methods_it_shows(tmp_path):
+    rows = [
+        _row("tiger", 1, 0.1, 0.05, 4, 60),
+        _row("diger-reference-frqud", 1, 0.2, 0.1, 4, 60),
+        _row("sasrec", 1, 0.3, 0.2, 9, 9),
+    ]
+    (tmp_path / "toy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = "<!-- results:toy:demo:leave-one-out:tiger,diger -->\n<!-- /results -->\n"
+    table = quality.render_readme(text, results_dir=tmp_path)
+    assert "| tiger |" in table and "| diger-reference-frqud |" in table and "sasrec" not in table
 
 
 def test_target_ranks_by_hand():
