@@ -98,10 +98,10 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
             batch = self._encode_batch(tokenizer, histories[start : start + batch_size], chunk_users)
             encoded, mask = self.encoder_memory(**batch)
             found, score = constrained_beam_search(self, encoded, mask, trie, num_beams=num_beams, top_k=top_k)
-            items.append(found.cpu())
-            scores.append(score.cpu())
+            items.append(found)  # stays on the device: no host synchronisation between batches
+            scores.append(score)
         self.train(was_training)
-        return Recommendations(items=torch.cat(items), scores=torch.cat(scores))
+        return Recommendations(items=torch.cat(items).cpu(), scores=torch.cat(scores).cpu())
 
     @torch.no_grad()
     def _check_top_k(self, top_k: int, num_beams: int | None) -> int:
