@@ -241,3 +241,18 @@ def test_a_failed_save_leaves_the_previous_model_directory_whole(tiny_model, tok
     with atomic_directory(model_dir) as staging:  # a new save replaces the directory: no stale file survives
         (staging / "config.json").write_text("{}")
     assert [path.name for path in model_dir.iterdir()] == ["config.json"]
+
+
+def test_fresh_embeddings_are_plain_tensors_like_cached_ones(scientific, tmp_path):
+    """A cache miss used to return ``encode``'s inference-mode tensor, which autograd refuses (a slice of
+    it fed to the quantizer's encoder raised on a fresh machine, never with a warm cache)."""
+    from sidrec.training.embeddings import embed_texts
+
+    titles = scientific.item_titles[:8]
+    fresh = embed_texts(titles, max_seq_length=16, cache_dir=str(tmp_path), show_progress_bar=False)
+    cached = embed_texts(titles, max_seq_length=16, cache_dir=str(tmp_path), show_progress_bar=False)
+    assert not fresh.is_inference() and not cached.is_inference()
+    torch.testing.assert_close(fresh, cached)
+    layer = torch.nn.Linear(fresh.size(1), 2)
+    layer(fresh[:4]).sum().backward()  # a slice of the fresh tensor goes through autograd
+    assert layer.weight.grad is not None

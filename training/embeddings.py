@@ -77,6 +77,7 @@ def embed_texts(
         encoder.encode(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress_bar)
         .cpu()
         .float()
+        .clone()  # encode runs under inference_mode: a plain tensor, as a cache hit returns, works with autograd
     )
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
