@@ -7,7 +7,7 @@ from accelerate import PartialState
 
 from ...tokenization.configuration_quantizer import SemanticIDQuantizerConfig
 from ...tokenization.tokenization_semantic_id import SemanticIDTokenizer
-from ..collaborative import combine_embeddings, load_collaborative_embeddings
+from ..collaborative import load_collaborative_embeddings
 from ..data import SequentialData
 from ..embeddings import embed_texts
 from ..fit_quantizer import QuantizerFit, fit_quantizer
@@ -33,20 +33,17 @@ def embed_catalogue(recipe: Recipe | EmbeddingRecipe, data: SequentialData) -> t
         )
 
 
-def quantizer_inputs(recipe: Recipe, data: SequentialData, text: torch.Tensor | None) -> torch.Tensor:
-    """What the RQ-VAE quantises (``embeddings.source``): text, a SASRec's item table, or both."""
-    source = recipe.embeddings.source
-    if source == "text":
-        return text
-    collaborative = load_collaborative_embeddings(recipe.embeddings.collaborative_run, data.item_ids)
-    return combine_embeddings(text, collaborative, source)
+def collaborative_embeddings(recipe: Recipe, data: SequentialData) -> torch.Tensor | None:
+    """The SASRec run's item table when the recipe reads it (a collaborative source or LETTER), loaded once."""
+    if "collaborative" not in recipe.embeddings.source and not recipe.letter.enabled:
+        return None
+    return load_collaborative_embeddings(recipe.embeddings.collaborative_run, data.item_ids)
 
 
-def letter_regularizer(recipe: Recipe, data: SequentialData) -> LetterRegularizer | None:
+def letter_regularizer(recipe: Recipe, collaborative: torch.Tensor | None) -> LetterRegularizer | None:
     """LETTER's losses for the fit when ``letter.enabled`` (its collaborative targets: the SASRec run's table)."""
     if not recipe.letter.enabled:
         return None
-    collaborative = load_collaborative_embeddings(recipe.embeddings.collaborative_run, data.item_ids)
     return LetterRegularizer(recipe.letter, collaborative, recipe.quantizer.latent_dim, seed=recipe.seed)
 
 

@@ -12,6 +12,7 @@ from ...modeling.modeling_dmrec_t5 import DMRecT5ForConditionalGeneration
 from ...modeling.modeling_sid_t5 import SIDT5ForConditionalGeneration
 from ...tokenization.semantic_codes import code_statistics
 from ...tokenization.tokenization_semantic_id import SemanticIDTokenizer
+from ..collaborative import combine_embeddings
 from ..data import SequentialData
 from ..errors import RecipeError
 from ..finetune import load_base_model
@@ -19,7 +20,13 @@ from ..methods import build_objectives
 from ..methods.diger import build_joint_model
 from ..methods.dmrec import build_dmrec_t5
 from ..recipe import Recipe
-from .codes import build_codes, build_tokenizer, embed_catalogue, letter_regularizer, quantizer_inputs
+from .codes import (
+    build_codes,
+    build_tokenizer,
+    collaborative_embeddings,
+    embed_catalogue,
+    letter_regularizer,
+)
 
 
 @dataclass
@@ -41,8 +48,9 @@ def build_recommender(recipe: Recipe, data: SequentialData, say=print) -> BuiltM
     """
     needs_text = recipe.embeddings.source != "collaborative" or recipe.dmrec.enabled  # DMRec's meta-network reads text
     text = embed_catalogue(recipe, data) if needs_text else None
-    embeddings = quantizer_inputs(recipe, data, text)  # what the RQ-VAE quantises (and DIGER re-encodes)
-    fit = build_codes(recipe, embeddings, letter_regularizer(recipe, data))
+    collaborative = collaborative_embeddings(recipe, data)  # a SASRec run's item table, read once
+    embeddings = combine_embeddings(text, collaborative, recipe.embeddings.source)  # what the RQ-VAE quantises
+    fit = build_codes(recipe, embeddings, letter_regularizer(recipe, collaborative))
     say(fit.summary())
     tokenizer = build_tokenizer(recipe, fit)
     set_seed(recipe.seed)

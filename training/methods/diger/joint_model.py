@@ -50,7 +50,6 @@ JOINT_CONFIG_KEYS = (
     "code_embeddings",
 )
 CODE_EMBEDDINGS = ("table", "codebook")
-TOKENIZER_PREFIXES = ("quantizer.", "uncertainty_decay.")
 CODE_GRADIENTS = ("raw", "calibrated")
 JOINT_MODES = ("end_to_end", "reference")
 FROZEN_ENCODER = ("none", "all", "all_but_last")
@@ -177,22 +176,33 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
     def _output_hook(self, module, args, output):
         return output + args[0] @ self.code_delta().t()
 
+    def _derived_rows(self) -> torch.Tensor:
+        """(L K, d): ``W_l e_{l,k}`` for every level's codes, in vocabulary order."""
+        codebooks = self.quantizer.codebooks.detach()
+        derived = torch.cat([layer(codebooks[level]) for level, layer in enumerate(self.code_projection)])
+        return derived.to(self.shared.weight.dtype)
+
     def code_delta(self) -> torch.Tensor:
         """(V, d): ``W_l e_{l,k}`` on the code tokens' rows, zero elsewhere (the table's rows are ``b``)."""
         weight = self.shared.weight
         if not hasattr(self, "code_projection"):
             return weight.new_zeros(weight.shape)
-        codebooks = self.quantizer.codebooks.detach()
-        derived = torch.cat([layer(codebooks[level]) for level, layer in enumerate(self.code_projection)])
+        derived = self._derived_rows()
         before = weight.new_zeros(NUM_SPECIAL_TOKENS, weight.size(1))
         after = weight.new_zeros(weight.size(0) - NUM_SPECIAL_TOKENS - derived.size(0), weight.size(1))
-        return torch.cat([before, derived.to(weight.dtype), after])
+        return torch.cat([before, derived, after])
 
     def code_token_embeddings(self) -> torch.Tensor:
-        """(L, K, d): the embeddings of every level's code tokens as the model uses them."""
+        """(L, K, d): the embeddings of every level's code tokens as the model uses them.
+
+        With the table (TIGER's) this is a view of the embedding rows, as before derived embeddings
+        existed; no vocabulary-sized delta is built on the joint step's hot path.
+        """
         levels, size = self.quantizer.config.num_levels, self.config.codebook_size
-        weight = self.shared.weight + self.code_delta()
-        return weight[NUM_SPECIAL_TOKENS : NUM_SPECIAL_TOKENS + levels * size].view(levels, size, -1)
+        rows = self.shared.weight[NUM_SPECIAL_TOKENS : NUM_SPECIAL_TOKENS + levels * size]
+        if hasattr(self, "code_projection"):
+            rows = rows + self._derived_rows()
+        return rows.view(levels, size, -1)
 
     @classmethod
     def from_recommender_config(
@@ -286,8 +296,7 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
             param.requires_grad_(name in self.tokenizer_trainable and tokenizer_trains)
         for name, param in self.named_parameters():
             if name in self.recommender_trainable:
-                trains = self.phase != "tokenizer" or name.startswith(TOKENIZER_PREFIXES)
-                param.requires_grad_(trains)
+                param.requires_grad_(self.phase != "tokenizer")
         self.uncertainty_decay.set_epoch(epoch)
 
     @property
