@@ -109,7 +109,7 @@ GRIDS: dict[str, list[GridRun]] = {
     # Collaborative semantic IDs read the converged SASRec of seed 42 (run its floor grid first).
     "scientific-collaborative": [
         GridRun(f"configs/scientific-{name}.yaml", "scientific", (f"embeddings.collaborative_run={SASREC_RUN}",))
-        for name in ("letter-demo", "tiger-textcf-demo", "tiger-cf-demo")
+        for name in ("letter-demo", "tiger-textcf-demo", "tiger-cf-demo", "etegrec-demo")
     ],
     "scientific-mult-vae": [_sci("mult-vae-base"), _sci("mult-vae-mddm")],
     "beauty-floor": [_beauty("sasrec"), _beauty("tiger-cpu")],

@@ -196,6 +196,17 @@ def test_tokenizer_warmup_freezes_then_restores_exactly_the_trainable_set(fitted
     assert {name for name, param in model.quantizer.named_parameters() if param.requires_grad} == trainable
 
 
+def swap_last_level_codes(quantizer, first: int = 0, second: int = 1) -> None:
+    """Swap two codebook vectors of the last level: their items trade codes, no group grows.
+
+    A deterministic move of the codes (random noise on a codebook can merge groups past the collision
+    level's 32 codes on one CPU and not on another).
+    """
+    with torch.no_grad():
+        book = quantizer.codebooks[-1]
+        book[[first, second]] = book[[second, first]].clone()
+
+
 def test_reassignment_reports_churn_since_last_table_and_since_start(fitted, title_embeddings):
     model, _ = reference_model(fitted, title_embeddings, "frqud", "all")
     model.quantizer.config.sinkhorn_epsilon = 0.0  # 32 balanced codes put > 32 items on one ID in this tiny fixture
@@ -203,12 +214,13 @@ def test_reassignment_reports_churn_since_last_table_and_since_start(fitted, tit
     assert first["churn/level0"] == pytest.approx(code_churn(fitted.codes[:, :1], model.item_codes[:, :1])["level0"])
     model.mark_start_codes()
     start = model.item_codes.clone()
-    with torch.no_grad():
-        model.quantizer.codebooks[2] += 0.05 * torch.randn_like(model.quantizer.codebooks[2])
+    swap_last_level_codes(model.quantizer)
     moved = model.reassign_item_codes()
     by_hand = code_churn(start[:, :3], model.item_codes[:, :3])
     assert moved["churn/level0"] == 0.0 and moved["churn/level1"] == 0.0  # only the last level's codebook moved
     assert moved["churn/level2"] == pytest.approx(by_hand["level2"]) and by_hand["level2"] > 0
+    swapped = torch.isin(start[:, 2], torch.tensor([0, 1])).float().mean().item()
+    assert by_hand["level2"] == pytest.approx(swapped)  # exactly the items of the two swapped codes moved
     assert moved["churn_from_start/level2"] == pytest.approx(by_hand["level2"])
     assert model.code_churn()["churn/any"] == pytest.approx(by_hand["any"])
     assert "initial_item_codes" not in model.to_recommender().state_dict()
@@ -251,6 +263,33 @@ def test_alternating_phases_train_one_side_at_a_time(fitted, title_embeddings, s
     assert model.phase == "frozen_codes"  # the final phase lasts to the end
 
 
+def test_phases_freeze_sigma_with_the_tokenizer_and_the_code_projection_with_the_recommender(fitted, title_embeddings):
+    """Parameters attached after the quantizer (SDUD's sigma, the codebook projection) follow their side."""
+    tokenizer = SemanticIDTokenizer(
+        item_codes=fitted.codes.clone(), quantizer=copy.deepcopy(fitted.quantizer), num_levels=4, codebook_size=32
+    )
+    model = JointSIDT5.from_recommender_config(
+        tiny_config(tokenizer),
+        tokenizer.quantizer,
+        title_embeddings,
+        tokenizer.item_codes,
+        build_uncertainty_decay("sdud", 3, 32),
+        alternate=True,
+        tokenizer_warmup_epochs=1,
+        code_embeddings="codebook",
+    )
+    sigma, projection = model.uncertainty_decay.sigma, model.code_projection[0].weight
+    assert "uncertainty_decay.sigma" in model.tokenizer_trainable
+    assert "code_projection.0.weight" in model.recommender_trainable
+    model.set_epoch(0)  # a tokenizer epoch inside the warm-up: only the recommender would train, but it is frozen
+    assert not sigma.requires_grad and not projection.requires_grad
+    model.set_epoch(1)  # recommender epoch: sigma frozen with the quantizer
+    assert not sigma.requires_grad and projection.requires_grad
+    model.set_epoch(2)  # tokenizer epoch after the warm-up: the projection frozen with the recommender
+    assert sigma.requires_grad and not projection.requires_grad
+    assert not model.shared.weight.requires_grad and model.quantizer.codebooks.requires_grad
+
+
 def test_no_reassignment_in_a_phase_on_fixed_codes(fitted, title_embeddings):
     from types import SimpleNamespace
 
@@ -259,8 +298,7 @@ def test_no_reassignment_in_a_phase_on_fixed_codes(fitted, title_embeddings):
     model, tokenizer = end_to_end_model(fitted, title_embeddings, freeze_codes_epoch=1)
     callback = LivingCodesCallback(tokenizer)
     state = SimpleNamespace(epoch=1.0, global_step=10, log_history=[])
-    with torch.no_grad():
-        model.quantizer.codebooks[2] += 0.05 * torch.randn_like(model.quantizer.codebooks[2])  # moves codes
+    swap_last_level_codes(model.quantizer)  # moves codes
     before = model.item_codes.clone()
     model.set_epoch(1)
     callback.on_epoch_end(None, state, None, model=model)

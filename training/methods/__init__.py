@@ -4,7 +4,8 @@
 - ``soda``: the distribution-level BPR objective;
 - ``dmrec``: distribution matching, over DMRec-T5 or the paper's Mult-VAE;
 - ``sasrec``: the ID-based floor (no semantic IDs), full-softmax or one-negative BCE;
-- ``letter``: LETTER's collaborative and diversity regularisers on the RQ-VAE fit.
+- ``letter``: LETTER's collaborative and diversity regularisers on the RQ-VAE fit;
+- ``etegrec``: ETEGRec's two alignment losses between the recommender and its tokenizer.
 
 TIGER is the base every method builds on (static RQ-VAE codes, next-SID cross-entropy) and needs
 no module of its own. A new method is one module here (its objectives registered with
@@ -17,12 +18,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..objectives import OBJECTIVES, Objective, build_objectives, register_objective
-from . import diger, dmrec, letter, sasrec, soda
+from . import diger, dmrec, etegrec, letter, sasrec, soda
 
 if TYPE_CHECKING:
     from ..recipe import Recipe
 
-METHOD_MODULES = (sasrec, dmrec, diger, soda, letter)  # the order their rules are checked in
+METHOD_MODULES = (sasrec, dmrec, diger, etegrec, soda, letter)  # the order their rules are checked in
 
 
 def check_method_settings(recipe: Recipe) -> dict[str, Objective]:
@@ -49,6 +50,8 @@ def method_name(recipe: Recipe) -> str:
         return "sasrec" if recipe.sasrec.loss_type == "ce" else f"sasrec-{recipe.sasrec.loss_type}"
     if recipe.dmrec.enabled:
         name = "dmrec-t5"
+    elif recipe.joint.enabled and recipe.joint.alignment:
+        name = "etegrec"  # its own input is collaborative: ``etegrec``; on text codes ``etegrec-text``
     elif recipe.joint.enabled and (recipe.joint.trainable or recipe.joint.uncertainty_decay != "none"):
         mode = recipe.joint.mode.replace("_", "-")
         name = f"diger-{mode}-{recipe.joint.uncertainty_decay}"
@@ -57,7 +60,10 @@ def method_name(recipe: Recipe) -> str:
     else:
         name = "tiger"
     # Codes of collaborative (SASRec) embeddings, alone or beside the text: ``tiger-cf``, ``letter-textcf``.
-    name += {"text": "", "collaborative": "-cf", "text+collaborative": "-textcf"}[recipe.embeddings.source]
+    suffixes = {"text": "", "collaborative": "-cf", "text+collaborative": "-textcf"}
+    if name == "etegrec":
+        suffixes = {"text": "-text", "collaborative": "", "text+collaborative": "-textcf"}
+    name += suffixes[recipe.embeddings.source]
     return name + ("+soda" if "soda" in objectives else "")
 
 
@@ -69,6 +75,7 @@ __all__ = [
     "check_method_settings",
     "diger",
     "dmrec",
+    "etegrec",
     "method_name",
     "register_objective",
     "sasrec",

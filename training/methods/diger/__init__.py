@@ -64,6 +64,7 @@ class JointRecipe:
     freeze_codes_epoch: int | None = None  # from this epoch on: fixed codes, the recommender alone (ETEGRec's end)
     alternate: bool = False  # ETEGRec's cycle: tokenizer epoch (recommender frozen), then recommender epoch
     code_embeddings: str = "table"  # table | codebook: code-token embeddings W_l e_{l,k} + b_{l,k}, tied to the output
+    alignment: bool = False  # ETEGRec's projections for its sia/psa objectives (reference mode; methods/etegrec.py)
 
     def resolved(self) -> dict[str, Any]:
         """The mode-dependent settings with their defaults filled in (what the run actually uses)."""
@@ -186,6 +187,7 @@ def build_joint_model(
         freeze_codes_epoch=joint.freeze_codes_epoch,
         alternate=joint.alternate,
         code_embeddings=joint.code_embeddings,
+        alignment=joint.alignment,
     )
     learning_rates = dict(learning_rates)
     learning_rates.setdefault("quantizer.", joint.tokenizer_learning_rate)

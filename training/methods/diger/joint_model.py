@@ -34,6 +34,7 @@ from ....modeling.configuration_sid_t5 import NUM_SPECIAL_TOKENS, SIDT5Config
 from ....modeling.modeling_sid_t5 import SIDT5ForConditionalGeneration
 from ....tokenization.modeling_quantizer import SemanticIDQuantizer
 from ....tokenization.semantic_codes import append_collision_level, code_churn, code_statistics
+from ..etegrec import AlignmentOutput, distinct_rows, residual_distances
 from .uncertainty_decay import UncertaintyDecay
 
 # Config attributes that only the joint model uses; dropped from the exported recommender's config.
@@ -48,6 +49,7 @@ JOINT_CONFIG_KEYS = (
     "freeze_codes_epoch",
     "alternate",
     "code_embeddings",
+    "alignment",
 )
 CODE_EMBEDDINGS = ("table", "codebook")
 CODE_GRADIENTS = ("raw", "calibrated")
@@ -77,6 +79,7 @@ class JointOutput(Seq2SeqLMOutput):
         codes: (n, L) the codes the recommender read and predicted for those items.
         target_code_logits: (B, L, K) noise-free code logits of each row's target (SODA's positives).
         negative_code_logits: (B, N, L, K) the same for sampled negatives, when the batch has them.
+        alignment: ETEGRec's alignment inputs (``joint.alignment``; None during the tokenizer warm-up).
     """
 
     recommendation_loss: torch.FloatTensor | None = None
@@ -85,6 +88,7 @@ class JointOutput(Seq2SeqLMOutput):
     codes: torch.LongTensor | None = None
     target_code_logits: torch.FloatTensor | None = None
     negative_code_logits: torch.FloatTensor | None = None
+    alignment: AlignmentOutput | None = None
 
 
 class JointSIDT5(SIDT5ForConditionalGeneration):
@@ -98,6 +102,8 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
     """
 
     item_inputs = ("item_index", "target_items", "negative_items")
+    # Parameters of the tokenizer side: the quantizer and its uncertainty strategy (SDUD's sigma).
+    tokenizer_prefixes = ("quantizer.", "uncertainty_decay.")
     # Checkpoints of the joint model are for resuming, not for the Hub: do not copy this file (which
     # imports from training/) beside them as remote code. The exported recommender carries its code.
     _auto_class = None
@@ -131,14 +137,21 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         self.quantizer = quantizer.train()
         self.quantizer.requires_grad_(trainable)
         freeze_encoder(self.quantizer, frozen_encoder)
-        self.tokenizer_trainable = {name for name, param in self.quantizer.named_parameters() if param.requires_grad}
-        self.recommender_trainable = {
-            name for name, param in self.named_parameters() if param.requires_grad and not name.startswith("quantizer.")
-        }
         self.phase = "joint"  # joint | tokenizer | recommender | frozen_codes (see set_epoch)
         if getattr(self.config, "code_embeddings", "table") == "codebook":
             self._derive_code_embeddings()
+        if getattr(self.config, "alignment", False):
+            # ETEGRec's projections: the pooled encoder state into the tokenizer's latent space (sequence-item
+            # alignment), the first decoder state into the item-embedding space (preference-semantic).
+            self.sequence_adapter = torch.nn.Linear(self.config.d_model, quantizer.config.latent_dim)
+            self.preference_adapter = torch.nn.Linear(self.config.d_model, quantizer.config.input_dim)
+        self.warming_up = getattr(self.config, "tokenizer_warmup_epochs", 0) > 0
         self.uncertainty_decay = uncertainty_decay
+        # Taken once everything is attached: the strategy's sigma is tokenizer-side and the code
+        # projection recommender-side, so the phases and the warm-up freeze and restore them too.
+        trainable = {name for name, param in self.named_parameters() if param.requires_grad}
+        self.tokenizer_trainable = {name for name in trainable if name.startswith(self.tokenizer_prefixes)}
+        self.recommender_trainable = trainable - self.tokenizer_trainable
         self.item_embeddings = item_embeddings.detach().float()
         self.register_buffer("item_codes", torch.as_tensor(item_codes, dtype=torch.long).clone())
         # The table training started from and the churn of the last re-assignment (both saved with checkpoints).
@@ -224,6 +237,7 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         freeze_codes_epoch: int | None = None,
         alternate: bool = False,
         code_embeddings: str = "table",
+        alignment: bool = False,
     ) -> JointSIDT5:
         """A fresh recommender with the tokenizer attached.
 
@@ -249,6 +263,8 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
                 codes, recommender frozen), odd epochs the recommender on the fixed table.
             code_embeddings: ``"table"`` (one free row per code, TIGER's) or ``"codebook"`` (derived from the
                 codebook vectors, see :meth:`_derive_code_embeddings`).
+            alignment: add ETEGRec's two projections, and return the alignment losses' inputs from each
+                step (reference mode only; see :mod:`sidrec.training.methods.etegrec`).
         """
         if code_gradient not in CODE_GRADIENTS:
             raise ValueError(f"code_gradient must be one of {CODE_GRADIENTS}, got {code_gradient!r}")
@@ -267,6 +283,9 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         config.freeze_codes_epoch = freeze_codes_epoch
         config.alternate = bool(alternate)
         config.code_embeddings = code_embeddings
+        if alignment and mode != "reference":
+            raise ValueError("ETEGRec's alignment runs on the detached table: use it with mode='reference'")
+        config.alignment = bool(alignment)
         model = cls(config)
         model.attach_tokenizer(quantizer, item_embeddings, item_codes, uncertainty_decay, trainable, frozen_encoder)
         return model
@@ -274,28 +293,32 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
     def set_epoch(self, epoch: float) -> None:
         """Set the epoch's phase and hard-code switch, and tell the strategy the epoch.
 
-        Phases: ``joint`` (the mode's step), ``tokenizer`` (alternating, even epochs: the recommender's
-        parameters frozen), ``recommender`` (alternating, odd epochs) and ``frozen_codes`` (from
-        ``freeze_codes_epoch``), both on the fixed table with the quantizer frozen. The tokenizer warm-up
-        also freezes the quantizer. A frozen parameter has ``requires_grad`` off, so it gets no gradient
-        and the optimizer skips it; afterwards exactly the parameters trainable at attach time train.
+        Phases: ``joint`` (the mode's step), ``tokenizer`` (alternating, even epochs after the warm-up: the
+        recommender's parameters frozen), ``recommender`` (alternating: odd epochs after the warm-up, and
+        the warm-up itself) and ``frozen_codes`` (from ``freeze_codes_epoch``), both on the fixed table
+        with the quantizer frozen. The tokenizer warm-up freezes the quantizer (and SDUD's sigma). A frozen
+        parameter has ``requires_grad`` off, so it gets no gradient and the optimizer skips it; afterwards
+        exactly the parameters trainable at attach time train.
         """
         epoch_index = int(epoch)
         switch = self.config.hard_switch_epoch
         self.code_hard = switch is not None and epoch_index >= switch
         freeze = getattr(self.config, "freeze_codes_epoch", None)
+        warmup = getattr(self.config, "tokenizer_warmup_epochs", 0)
+        self.warming_up = epoch_index < warmup
         if freeze is not None and epoch_index >= freeze:
             self.phase = "frozen_codes"
         elif getattr(self.config, "alternate", False):
-            self.phase = "tokenizer" if epoch_index % 2 == 0 else "recommender"
+            # ETEGRec: the warm-up trains the recommender alone; the cycle starts after it, tokenizer first.
+            cycle = epoch_index - warmup
+            self.phase = "recommender" if self.warming_up or cycle % 2 == 1 else "tokenizer"
         else:
             self.phase = "joint"
-        warming_up = epoch_index < getattr(self.config, "tokenizer_warmup_epochs", 0)
-        tokenizer_trains = not warming_up and self.phase in ("joint", "tokenizer")
-        for name, param in self.quantizer.named_parameters():
-            param.requires_grad_(name in self.tokenizer_trainable and tokenizer_trains)
+        tokenizer_trains = not self.warming_up and self.phase in ("joint", "tokenizer")
         for name, param in self.named_parameters():
-            if name in self.recommender_trainable:
+            if name.startswith(self.tokenizer_prefixes):
+                param.requires_grad_(name in self.tokenizer_trainable and tokenizer_trains)
+            elif name in self.recommender_trainable:
                 param.requires_grad_(self.phase != "tokenizer")
         self.uncertainty_decay.set_epoch(epoch)
 
@@ -419,13 +442,18 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         quantizer loss and the re-weighted cross-entropy. In a phase on fixed codes (see :meth:`set_epoch`)
         the same step runs with the quantizer out of the graph and without noise.
         """
+        aligning = getattr(self.config, "alignment", False) and not self.warming_up
+        if aligning:
+            kwargs["output_hidden_states"] = True  # the first decoder state (preference-semantic alignment)
         outputs = super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
         levels, size = self.quantizer.config.num_levels, self.config.codebook_size
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.codes_fixed):
             quantized = self._assign(torch.cat([target_items, negative_items.flatten()]))
         if self.training and not self.codes_fixed:
             self.uncertainty_decay.update(quantized.deterministic_codes[: len(target_items)])
+        alignment = self._alignment(outputs, attention_mask, target_items, quantized) if aligning else None
         return JointOutput(
+            alignment=alignment,
             loss=self.uncertainty_decay.weight_loss(outputs.loss),
             recommendation_loss=outputs.loss,
             quantizer_loss=quantized.loss,
@@ -434,6 +462,27 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
             target_code_logits=quantized.logits[: len(target_items)],
             negative_code_logits=quantized.logits[len(target_items) :].view(*negative_items.shape, levels, size),
             logits=outputs.logits,
+        )
+
+    def _alignment(self, outputs, attention_mask, target_items, quantized) -> AlignmentOutput:
+        """ETEGRec's alignment inputs for the batch's distinct targets (see ``training/methods/etegrec.py``).
+
+        The target side (its latent's distances on its own codes, its reconstruction) carries gradients to
+        the tokenizer in a tokenizer epoch and none on fixed codes; the sequence side always reaches the
+        recommender's encoder and decoder through the two projections.
+        """
+        rows = distinct_rows(target_items)
+        mask = attention_mask[rows, :, None].to(outputs.encoder_last_hidden_state.dtype)
+        pooled = (outputs.encoder_last_hidden_state[rows] * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        sequence_latent = self.sequence_adapter(pooled)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.codes_fixed):
+            item_codes = quantized.deterministic_codes[rows]
+            item_distances = residual_distances(self.quantizer, quantized.latent[rows], item_codes)
+        return AlignmentOutput(
+            sequence_distances=residual_distances(self.quantizer, sequence_latent),
+            item_distances=item_distances,
+            preference=self.preference_adapter(outputs.decoder_hidden_states[-1][rows, 0]),
+            reconstruction=quantized.reconstruction[rows],
         )
 
     # ----- the catalogue's codes ------------------------------------------------------------------
@@ -485,7 +534,7 @@ class JointSIDT5(SIDT5ForConditionalGeneration):
         values.pop("auto_map", None)
         recommender = SIDT5ForConditionalGeneration(SIDT5Config.from_dict(values))
         joint_only = ("quantizer.", "uncertainty_decay.", "item_codes", "initial_item_codes", "last_churn")
-        joint_only += ("code_projection.",)
+        joint_only += ("code_projection.", "sequence_adapter.", "preference_adapter.")
         state = {k: v for k, v in self.state_dict().items() if not k.startswith(joint_only)}
         with torch.no_grad():  # derived code embeddings become the plain model's table (tied to its output layer)
             table = self.shared.weight + self.code_delta()
