@@ -71,8 +71,6 @@ def _ablation(name: str, variant: str, *overrides: str) -> GridRun:
     return GridRun(f"configs/scientific-{name}.yaml", "scientific", tuple(overrides), variant)
 
 
-SASREC_RUN = "runs/bench/scientific/scientific-sasrec/converged/seed42"
-
 # One option of DIGER's end-to-end mode at a time, over the FrqUD demo (issue: DIGER that works).
 DIGER_ABLATIONS = [
     _ablation("diger-frqud-demo", "warmup-1", "joint.tokenizer_warmup_epochs=1"),
@@ -106,10 +104,10 @@ GRIDS: dict[str, list[GridRun]] = {
         _sci("diger-sdud-demo"),
     ],
     "scientific-diger-ablations": DIGER_ABLATIONS,
-    # Collaborative semantic IDs read the converged SASRec of seed 42 (run its floor grid first).
+    # Collaborative semantic IDs read one converged SASRec (configs/scientific-sasrec.yaml, seed 42), which
+    # the first of them trains into the cache (.cache/sidrec/collaborative/) and the rest reuse.
     "scientific-collaborative": [
-        GridRun(f"configs/scientific-{name}.yaml", "scientific", (f"embeddings.collaborative_run={SASREC_RUN}",))
-        for name in ("letter-demo", "tiger-textcf-demo", "tiger-cf-demo", "etegrec-demo")
+        _sci(name) for name in ("letter-demo", "tiger-textcf-demo", "tiger-cf-demo", "etegrec-demo")
     ],
     "scientific-mult-vae": [_sci("mult-vae-base"), _sci("mult-vae-mddm")],
     "beauty-floor": [_beauty("sasrec"), _beauty("tiger-cpu")],

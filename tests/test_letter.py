@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,9 +56,51 @@ def test_collaborative_embeddings_are_the_sasrec_table_in_catalogue_order(sasrec
     assert both.shape == (3, 5 + table.size(1)) and torch.allclose(both[:, :5].norm(dim=1), torch.ones(3))
 
 
+def test_a_collaborative_recipe_trains_its_sasrec_once_and_reuses_the_cache(tmp_path):
+    from sidrec.training.collaborative import ensure_collaborative_run
+
+    sasrec_file = tmp_path / "sasrec.yaml"
+    sasrec_file.write_text(
+        "name: tiny-sasrec\nseed: 7\ndata: {path: unused}\nsasrec: {enabled: true, hidden_size: 16}\n"
+        "training: {epochs: 1, batch_size: 256}\nevaluation: {max_validation_users: 200}\n"
+    )
+    overrides = [*TINY, f"output_dir={tmp_path / 'x'}", "embeddings.source=collaborative"]
+    overrides += [f"embeddings.collaborative_recipe={sasrec_file}", f"embeddings.cache_dir={tmp_path / 'cache' / 'e'}"]
+    recipe = load_recipe(recipe_file(tmp_path), overrides)
+    check_recipe(recipe)
+    messages = []
+    ensure_collaborative_run(recipe, say=messages.append)
+    run_dir = Path(recipe.embeddings.collaborative_run)
+    assert run_dir.parent == tmp_path / "cache" / "collaborative" and run_dir.name.startswith("sasrec-")
+    assert json.loads((run_dir / "metrics.json").read_text())["run/method"] == "sasrec"
+    assert "training" in messages[0]
+    check_recipe(recipe)  # a run's saved recipe names both the SASRec recipe and its cached run: still valid
+    stamp = (run_dir / "metrics.json").stat().st_mtime_ns
+    again = load_recipe(recipe_file(tmp_path), overrides)
+    ensure_collaborative_run(again, say=messages.append)
+    assert again.embeddings.collaborative_run == str(run_dir) and "cached" in messages[1]
+    assert (run_dir / "metrics.json").stat().st_mtime_ns == stamp  # not trained again
+    from sidrec.training.data import load_sequential_data
+
+    data = load_sequential_data(recipe.data, verbose=False)
+    table = load_collaborative_embeddings(run_dir, data.item_ids)
+    assert table.shape == (data.num_items, 16)
+    # Other data (here a shorter history) is another SASRec: another cache folder.
+    other = load_recipe(recipe_file(tmp_path), [*overrides, "data.max_history=5"])
+    from sidrec.training.collaborative import collaborative_recipe
+
+    assert collaborative_recipe(other).output_dir != str(run_dir)
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
+        (["embeddings.collaborative_recipe=configs/scientific-tiger-demo.yaml"], "does not train a SASRec"),
+        (["embeddings.collaborative_recipe=configs/none.yaml"], "recipe file configs/none.yaml not found"),
+        (
+            ["embeddings.collaborative_recipe=configs/scientific-sasrec.yaml", "embeddings.collaborative_run=runs/x"],
+            "not both",
+        ),
         (["embeddings.source=collab"], "embeddings.source must be one of"),
         (["embeddings.source=collaborative"], "set embeddings.collaborative_run"),
         (["embeddings.collaborative_run=runs/none"], "holds no saved model"),

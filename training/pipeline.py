@@ -21,6 +21,7 @@ from transformers import EarlyStoppingCallback, set_seed
 
 from ..model_cards.card import ADAPTER_DIR, write_model_card
 from ..tokenization.semantic_codes import code_statistics
+from .collaborative import ensure_collaborative_run
 from .data import (
     NextItemCollator,
     SemanticIDCollator,
@@ -67,6 +68,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
 
 def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: dict | None = None) -> dict:
     """Next-item generation over semantic IDs: every method but DMRec's Mult-VAE setting."""
+    ensure_collaborative_run(recipe)  # a SASRec of collaborative_recipe, trained before this run starts
     state, say, output_dir = start_run(recipe, overwrite_output_dir)
     started = time.time()
     data = load_sequential_data(recipe.data, verbose=state.is_main_process)

@@ -36,6 +36,8 @@ class EmbeddingRecipe:
     # What the RQ-VAE quantises: text | collaborative | text+collaborative (a SASRec run's item table).
     source: str = "text"
     collaborative_run: str | None = None  # a finished SASRec run (its output_dir): collaborative embeddings
+    # Or a SASRec recipe to train on this recipe's data (once; cached beside the text embeddings).
+    collaborative_recipe: str | None = None
 
 
 @dataclass
@@ -285,20 +287,32 @@ def check_recipe(recipe: Recipe) -> None:
         )
     if generative and not finetune.from_model and recipe.quantizer.epochs < 1:
         raise RecipeError(f"quantizer.epochs must be at least 1 (the RQ-VAE is fitted), got {recipe.quantizer.epochs}")
-    _check_embedding_source(recipe.embeddings)
+    _check_embedding_source(recipe)
     check_method_settings(recipe)
 
 
-def _check_embedding_source(embeddings: EmbeddingRecipe) -> None:
+def _check_embedding_source(recipe: Recipe) -> None:
     from .collaborative import EMBEDDING_SOURCES
 
+    embeddings = recipe.embeddings
     if embeddings.source not in EMBEDDING_SOURCES:
         raise RecipeError(f"embeddings.source must be one of {list(EMBEDDING_SOURCES)}, got {embeddings.source!r}")
-    run = embeddings.collaborative_run
+    run, sasrec_recipe = embeddings.collaborative_run, embeddings.collaborative_recipe
+    if sasrec_recipe:
+        from .collaborative import collaborative_recipe
+
+        cached = collaborative_recipe(recipe).output_dir  # the file exists and trains a SASRec
+        if run and Path(run) != Path(cached):  # a run's saved recipe holds both: the run is the recipe's cache
+            raise RecipeError(
+                "set one of embeddings.collaborative_run (a finished SASRec run) and embeddings.collaborative_recipe "
+                f"(a SASRec recipe to train and cache), not both; got {run} and {sasrec_recipe}"
+            )
+        return
     if "collaborative" in embeddings.source and not run:
         raise RecipeError(
             f"embeddings.source={embeddings.source} quantises a SASRec run's item table: set "
-            "embeddings.collaborative_run to a finished SASRec run's output_dir (e.g. runs/scientific-sasrec)"
+            "embeddings.collaborative_run to a finished SASRec run's output_dir (e.g. runs/scientific-sasrec), or "
+            "embeddings.collaborative_recipe to a SASRec recipe (e.g. configs/scientific-sasrec.yaml)"
         )
     if run and not (Path(run) / "model" / "config.json").exists():
         raise RecipeError(

@@ -116,12 +116,12 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
         raise RecipeError("letter weights and sinkhorn_epsilon must be >= 0 (0 switches a term off)")
     if letter.diversity_groups < 1:
         raise RecipeError(f"letter.diversity_groups must be at least 1, got {letter.diversity_groups}")
-    if letter.collaborative_weight > 0 and not recipe.embeddings.collaborative_run:
+    sasrec = recipe.embeddings.collaborative_run or recipe.embeddings.collaborative_recipe
+    if letter.collaborative_weight > 0 and not sasrec:
         raise RecipeError(
-            "letter's collaborative loss needs a trained SASRec's item table: set embeddings.collaborative_run to a "
-            "finished SASRec run (e.g. `python train.py --config configs/scientific-sasrec.yaml "
-            "output_dir=runs/scientific-sasrec`, then embeddings.collaborative_run=runs/scientific-sasrec), or set "
-            "letter.collaborative_weight: 0"
+            "letter's collaborative loss needs a trained SASRec's item table: set embeddings.collaborative_recipe "
+            "to a SASRec recipe (e.g. configs/scientific-sasrec.yaml; trained once and cached), or "
+            "embeddings.collaborative_run to a finished SASRec run, or set letter.collaborative_weight: 0"
         )
     joint = recipe.joint
     if joint.enabled and (joint.trainable or joint.uncertainty_decay != "none"):  # frozen codes (SODA's route) are fine
