@@ -93,7 +93,8 @@ class DMRecT5ForConditionalGeneration(SIDT5ForConditionalGeneration):
                 "DMRec-T5 needs item_index (the item behind each history token): encode histories with "
                 "tokenizer.encode_histories(..., return_item_index=True) or SemanticIDCollator(item_index=True)"
             )
-        if int(item_index.max()) >= self.config.num_items:
+        # The bounds check reads a value back from the device: on CPU only (on a GPU it would stall every step).
+        if item_index.device.type == "cpu" and int(item_index.max()) >= self.config.num_items:
             raise ValueError(
                 f"item index {int(item_index.max())} is outside the model's catalogue of {self.config.num_items} items"
             )

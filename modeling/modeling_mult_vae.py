@@ -93,7 +93,8 @@ class MultVAEForCollaborativeFiltering(PreTrainedModel):
         self.item_text_embeddings.copy_(embeddings.to(self.item_text_embeddings))
 
     def _check_items(self, item_ids: torch.Tensor) -> None:
-        if item_ids.numel() and int(item_ids.max()) >= self.config.num_items:
+        # The bounds check reads a value back from the device: on CPU only (on a GPU it would stall every step).
+        if item_ids.device.type == "cpu" and item_ids.numel() and int(item_ids.max()) >= self.config.num_items:
             raise ValueError(
                 f"item index {int(item_ids.max())} is outside the catalogue of {self.config.num_items} items; "
                 "index items 0..num_items-1 as the data set that trained the model does"

@@ -82,6 +82,18 @@ class SASRecForSequentialRecommendation(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
 
+    def _check_item_range(self, input_ids: torch.LongTensor) -> None:
+        """A clear error for an item outside the catalogue, on CPU tensors only.
+
+        The check reads a value back to the host, which on a GPU would stall every training step; there
+        an out-of-range index still fails, in the embedding lookup.
+        """
+        if input_ids.device.type != "cpu" or not input_ids.numel():
+            return
+        largest = int(input_ids.max())
+        if largest > self.config.num_items:
+            raise ValueError(f"item index {largest - 1} is outside the catalogue of {self.config.num_items} items")
+
     def encode(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """(B, S, d) causal states; position t has read items 0..t of the history."""
         if input_ids.size(1) > self.config.max_seq_length:
@@ -89,9 +101,7 @@ class SASRecForSequentialRecommendation(PreTrainedModel):
                 f"history of {input_ids.size(1)} items exceeds max_seq_length {self.config.max_seq_length}; "
                 "keep the most recent items (recommend() does this)"
             )
-        if input_ids.numel() and int(input_ids.max()) > self.config.num_items:
-            largest = int(input_ids.max()) - 1
-            raise ValueError(f"item index {largest} is outside the catalogue of {self.config.num_items} items")
+        self._check_item_range(input_ids)
         positions = torch.arange(input_ids.size(1), device=input_ids.device)
         hidden = self.item_embeddings(input_ids) * self.config.hidden_size**0.5 + self.position_embeddings(positions)
         hidden = self.embedding_dropout(hidden) * (input_ids > 0).unsqueeze(-1)

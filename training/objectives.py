@@ -15,7 +15,11 @@ import torch
 
 
 class Objective:
-    """Base class: ``__call__`` returns a scalar loss and a dict of figures to log."""
+    """Base class: ``__call__`` returns a scalar loss and a dict of figures to log.
+
+    Figures are detached tensors (or numbers): the trainer averages them at logging steps, so an
+    objective never forces a device-to-host copy per step.
+    """
 
     name = "objective"
 
@@ -29,7 +33,7 @@ class Objective:
                 f"objective {self.name!r} in training.objectives: the weight must be a number, got {weight!r}"
             ) from None
 
-    def __call__(self, model, inputs: dict[str, torch.Tensor], outputs) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(self, model, inputs: dict[str, torch.Tensor], outputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
 
@@ -44,7 +48,7 @@ class CrossEntropyObjective(Objective):
 
     def __call__(self, model, inputs, outputs):
         plain = getattr(outputs, "recommendation_loss", None)
-        return outputs.loss, ({} if plain is None else {"recommendation_ce": plain.item()})
+        return outputs.loss, ({} if plain is None else {"recommendation_ce": plain.detach()})
 
 
 OBJECTIVES: dict[str, type[Objective]] = {}

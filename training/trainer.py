@@ -39,7 +39,8 @@ class ObjectiveTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.objectives = objectives
         self.deterministic = deterministic
-        self._figures: dict[str, list[float]] = defaultdict(list)
+        # Per-step figures stay detached tensors until a logging step: a `.item()` per step would stall a GPU.
+        self._figures: dict[str, list[torch.Tensor]] = defaultdict(list)
 
     def train(self, *args, **kwargs):
         """``Trainer.train`` with PyTorch's deterministic algorithms on (``deterministic=True``), then restored.
@@ -99,14 +100,14 @@ class ObjectiveTrainer(Trainer):
             value, figures = objective(model, inputs, outputs)
             total = objective.weight * value if total is None else total + objective.weight * value
             if model.training:
-                self._figures[f"loss_{name}"].append(value.detach().item())
+                self._figures[f"loss_{name}"].append(value.detach())
                 for key, figure in figures.items():
-                    self._figures[key].append(float(figure))
+                    self._figures[key].append(torch.as_tensor(figure).detach())
         return (total, outputs) if return_outputs else total
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        if "loss" in logs and self._figures:  # training logs carry the per-objective means
-            logs.update({key: sum(values) / len(values) for key, values in self._figures.items()})
+        if "loss" in logs and self._figures:  # training logs carry the per-objective means (one sync per log)
+            logs.update({key: torch.stack(values).float().mean().item() for key, values in self._figures.items()})
             self._figures.clear()
         decay = getattr(self.accelerator.unwrap_model(self.model), "uncertainty_decay", None)
         if "loss" in logs and decay is not None:

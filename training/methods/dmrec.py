@@ -92,7 +92,7 @@ class DMRecObjective(Objective):
         loss, terms = matching_loss(
             self.strategy, outputs.posterior, outputs.language, self.beta, collaborative=outputs.collaborative
         )
-        return loss, {f"dmrec/{name}": value.item() for name, value in terms.items()}
+        return loss, {f"dmrec/{name}": value.detach() for name, value in terms.items()}
 
 
 def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:

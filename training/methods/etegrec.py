@@ -131,7 +131,7 @@ class SequenceItemAlignmentObjective(_AlignmentObjective):
         if alignment is None:  # the tokenizer warm-up: ETEGRec couples the two only afterwards
             return outputs.loss.new_zeros(()), {}
         loss = symmetric_code_kl(alignment.sequence_distances, alignment.item_distances, self.temperature)
-        return loss, {"sia": loss.item()}
+        return loss, {"sia": loss.detach()}
 
 
 @register_objective
@@ -149,7 +149,7 @@ class PreferenceSemanticAlignmentObjective(_AlignmentObjective):
         if alignment is None:
             return outputs.loss.new_zeros(()), {}
         loss = symmetric_info_nce(alignment.preference, alignment.reconstruction, self.temperature)
-        return loss, {"psa": loss.item()}
+        return loss, {"psa": loss.detach()}
 
 
 def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:

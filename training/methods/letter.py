@@ -104,7 +104,7 @@ class LetterRegularizer(nn.Module):
             diversity = diversity + diversity_loss(codebook[output.codes[:, level]], codebook, positives)
         diversity = diversity / max(len(self.groups), 1)
         total = self.settings.collaborative_weight * collaborative + self.settings.diversity_weight * diversity
-        return total, {"letter/collaborative": collaborative.item(), "letter/diversity": diversity.item()}
+        return total, {"letter/collaborative": collaborative.detach(), "letter/diversity": diversity.detach()}
 
 
 def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:

@@ -126,7 +126,7 @@ class SODAObjective(Objective):
         if not mask.any():
             return positive.sum() * 0.0, {}
         loss = F.softplus(-margin[mask]).mean()  # -log sigmoid(margin)
-        return loss, {"soda/pair_accuracy": (margin[mask] > 0).float().mean().item()}
+        return loss, {"soda/pair_accuracy": (margin[mask] > 0).float().mean().detach()}
 
 
 def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:

@@ -111,7 +111,7 @@ class QuantizerObjective(Objective):
         if self.balance:
             balance = code_balance_loss(outputs.code_probs)
             loss = loss + self.balance * balance
-            figures["code_balance"] = balance.item()
+            figures["code_balance"] = balance.detach()
         return loss, figures
 
 

@@ -99,7 +99,7 @@ class FrequencyUncertaintyDecay(UncertaintyDecay):
 
     def noise_scale(self, codes: torch.LongTensor) -> torch.Tensor:
         hot = self.usage[0, codes[:, 0]] > self.threshold  # one decision per sample, taken at level 0
-        self._hot_fraction = hot.float().mean().item()
+        self._hot_fraction = hot.float().mean().detach()  # read at logging steps only (no per-step sync)
         return self.scale * hot.to(self.usage.dtype)[:, None]  # (B, 1): the same decision at every level
 
     @torch.no_grad()
@@ -112,7 +112,7 @@ class FrequencyUncertaintyDecay(UncertaintyDecay):
 
     def figures(self) -> dict[str, float]:
         return {
-            "frqud/hot_fraction": self._hot_fraction,
+            "frqud/hot_fraction": float(self._hot_fraction),
             "frqud/hot_codes_level0": float((self.usage[0] > self.threshold).sum()),
         }
 
