@@ -104,6 +104,13 @@ GRIDS: dict[str, list[GridRun]] = {
         _sci("diger-sdud-demo"),
     ],
     "scientific-diger-ablations": DIGER_ABLATIONS,
+    # SODA's schedules: over TIGER's frozen codes, tokenizer trained at every step, and alternately (the
+    # SODA abstract's schedule: a tokenizer epoch, a recommender epoch, a last epoch on frozen codes).
+    "scientific-soda": [
+        _sci("tiger-soda-demo"),
+        _sci("joint-soda-demo"),
+        _ablation("joint-soda-demo", "alternate", "joint.alternate=true", "joint.freeze_codes_epoch=3"),
+    ],
     # Collaborative semantic IDs read one converged SASRec (configs/scientific-sasrec.yaml, seed 42), which
     # the first of them trains into the cache (.cache/sidrec/collaborative/) and the rest reuse.
     "scientific-collaborative": [
