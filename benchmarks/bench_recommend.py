@@ -5,6 +5,7 @@ meaningful whatever the machine. The model is TIGER-size (4 + 4 layers, d_model 
 64, d_ff 1024) over 4-level codes of 256; weights are random, which does not change the cost.
 
     python benchmarks/bench_recommend.py [--users 256] [--batch-size 32] [--num-beams 20] [--device cpu]
+    python benchmarks/bench_recommend.py --precision bf16 --skip-generate   # bf16 against fp32, same users
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def users_per_second(rank, histories: list[list[int]], batch_size: int) -> float
     return len(histories) / (time.perf_counter() - started)
 
 
+def top_k_overlap(first, second) -> float:
+    """Mean share of one ranking's top-k items that the other ranking's top-k also holds."""
+    shared = [len(set(a) & set(b)) / len(a) for a, b in zip(first.items.tolist(), second.items.tolist(), strict=True)]
+    return sum(shared) / len(shared)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=128)
@@ -40,6 +47,9 @@ def main() -> None:
     parser.add_argument("--size", choices=sorted(SIZES), default="tiger", help="TIGER-size or the CPU demo's model")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-generate", action="store_true")
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: also time fp32 and report the agreement"
+    )
     parser.add_argument("--output", default=None, help="write the result JSON here")
     args = parser.parse_args()
 
@@ -51,9 +61,10 @@ def main() -> None:
     histories = [torch.randint(0, args.items, (args.history,)).tolist() for _ in range(args.users)]
     beams, k = args.num_beams, min(10, args.num_beams)
 
-    fast = users_per_second(
-        lambda h: model.recommend(h, tokenizer, top_k=k, num_beams=beams), histories, args.batch_size
-    )
+    def fast_path(precision: str):
+        return lambda h: model.recommend(h, tokenizer, top_k=k, num_beams=beams, precision=precision)
+
+    fast = users_per_second(fast_path("fp32"), histories, args.batch_size)
     result = {
         "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
@@ -64,6 +75,13 @@ def main() -> None:
         "num_beams": beams,
         "recommend_users_per_s": round(fast, 1),
     }
+    if args.precision == "bf16":  # the same users in bf16: speed against fp32 and how often the top-k agree
+        half = users_per_second(fast_path("bf16"), histories, args.batch_size)
+        result["recommend_bf16_users_per_s"] = round(half, 1)
+        result["bf16_speedup_over_fp32"] = round(half / fast, 2)
+        result["bf16_top_k_overlap"] = round(
+            top_k_overlap(fast_path("fp32")(histories), fast_path("bf16")(histories)), 4
+        )
     if not args.skip_generate:
         stock = users_per_second(
             lambda h: model.recommend_with_generate(h, tokenizer, top_k=k, num_beams=beams), histories, args.batch_size

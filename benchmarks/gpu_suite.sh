@@ -53,7 +53,7 @@ for size in $SIZES; do
       users=$USERS
       [ "$batch" = 1 ] && users=$((USERS < 64 ? USERS : 64))
       step "serve-$size-h$history-b$batch" "$LIMIT" "$PY" benchmarks/bench_recommend.py --device "$DEVICE" --size "$size" \
-        --history "$history" --batch-size "$batch" --users "$users" --items "$ITEMS" \
+        --history "$history" --batch-size "$batch" --users "$users" --items "$ITEMS" --precision bf16 \
         --output "$OUT_DIR/serve-$size-h$history-b$batch.json"
     done
   done

@@ -63,6 +63,26 @@ def test_recommend_batches_give_the_same_answer(trained_model, tokenizer, scient
     assert torch.equal(whole.items, pieces.items)
 
 
+def test_bf16_recommend_runs_in_bf16_gives_valid_items_and_agrees_with_fp32(trained_model, tokenizer, scientific):
+    seen = []
+    hook = trained_model.lm_head.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    try:
+        hist = histories(scientific, 64)
+        half = trained_model.recommend(hist, tokenizer, top_k=10, num_beams=10, precision="bf16")
+    finally:
+        hook.remove()
+    assert set(seen) == {torch.bfloat16}  # the matrix products ran in bfloat16
+    assert half.scores.dtype == torch.float32  # beam scores accumulate in float32
+    items = half.items
+    assert ((items >= 0) & (items < tokenizer.num_items)).all()
+    assert all(len(set(row)) == len(row) for row in items.tolist())
+    full = trained_model.recommend(hist, tokenizer, top_k=10, num_beams=10)
+    shared = [len(set(a) & set(b)) / 10 for a, b in zip(full.items.tolist(), items.tolist(), strict=True)]
+    assert sum(shared) / len(shared) > 0.8  # bf16 rounding reorders near-ties, not the ranking
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+        trained_model.recommend(hist, tokenizer, precision="fp16")
+
+
 def test_top_k_above_beams_and_mismatched_tokenizer_are_errors(trained_model, tokenizer):
     from sidrec import SemanticIDTokenizer
 
