@@ -315,7 +315,16 @@ def render_table(
         minutes = np.mean([r["train_seconds"] for r in runs if r.get("train_seconds") is not None]) / 60
         seeds = ", ".join(str(r["seed"]) for r in runs)
         lines.append(f"| {method} | {seeds} | {cells} | {change} | {p_value} | {epochs:.1f} | {minutes:.1f} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + machines_line(chosen)
+
+
+def machines_line(rows: list[dict]) -> str:
+    """Which machines the table's runs ran on, with how many runs each (float results differ between CPUs)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        machine = row.get("machine") or "unknown machine"
+        counts[machine] = counts.get(machine, 0) + 1
+    return "Runs measured on: " + "; ".join(f"{machine} ({count})" for machine, count in sorted(counts.items())) + "."
 
 
 def row_label(row: dict) -> str:

@@ -69,6 +69,8 @@ def test_table_renderer_on_a_hand_made_results_file(tmp_path):
         _row("sasrec", 2, 0.30, 0.12, 120, 600),
         _row("tiger", 1, 0.99, 0.99, 20, 600, budget="converged"),  # another budget: not in this table
     ]
+    for row, machine in zip(rows, ["box A", "box A", "box B", "box A", "box C"], strict=True):
+        row["machine"] = machine
     (tmp_path / "toy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     # per-user ranks: TIGER hits user 0 only (rank 50 is past 10), SASRec hits all three users
     for seed in (1, 2):
@@ -87,6 +89,7 @@ def test_table_renderer_on_a_hand_made_results_file(tmp_path):
     )
     tiger = next(line for line in lines if line.startswith("| tiger"))
     assert "| 0.1500 ± 0.0707 |" in tiger and tiger.endswith("|  |  | 5.0 | 1.5 |")
+    assert lines[-1] == "Runs measured on: box A (3); box B (1)."  # the table's 4 runs, not the other budget's
 
 
 def test_render_readme_replaces_only_the_marked_blocks(tmp_path):
