@@ -114,7 +114,8 @@ GRIDS: dict[str, list[GridRun]] = {
     # Collaborative semantic IDs read one converged SASRec (configs/scientific-sasrec.yaml, seed 42), which
     # the first of them trains into the cache (.cache/sidrec/collaborative/) and the rest reuse.
     "scientific-collaborative": [
-        _sci(name) for name in ("letter-demo", "tiger-textcf-demo", "tiger-cf-demo", "etegrec-demo")
+        _sci(name)
+        for name in ("letter-demo", "tiger-textcf-demo", "tiger-cf-demo", "etegrec-demo", "tiger-textcf-soda-demo")
     ],
     "scientific-mult-vae": [_sci("mult-vae-base"), _sci("mult-vae-mddm")],
     "beauty-floor": [_beauty("sasrec"), _beauty("tiger-cpu")],
