@@ -226,7 +226,8 @@ def test_reassignment_reports_churn_since_last_table_and_since_start(fitted, tit
     assert "initial_item_codes" not in model.to_recommender().state_dict()
 
 
-def end_to_end_model(fitted, embeddings, **options):
+def end_to_end_model(fitted, embeddings, strategy: str = "frqud", **options):
+    """A joint model over a copy of the fitted quantizer (the session fixture must not change), in train mode."""
     tokenizer = SemanticIDTokenizer(
         item_codes=fitted.codes.clone(), quantizer=copy.deepcopy(fitted.quantizer), num_levels=4, codebook_size=32
     )
@@ -236,7 +237,7 @@ def end_to_end_model(fitted, embeddings, **options):
         tokenizer.quantizer,
         embeddings,
         tokenizer.item_codes,
-        build_uncertainty_decay("frqud", 3, 32),
+        build_uncertainty_decay(strategy, 3, 32),
         **options,
     )
     return model.train(), tokenizer
@@ -265,29 +266,18 @@ def test_alternating_phases_train_one_side_at_a_time(fitted, title_embeddings, s
 
 def test_phases_freeze_sigma_with_the_tokenizer_and_the_code_projection_with_the_recommender(fitted, title_embeddings):
     """Parameters attached after the quantizer (SDUD's sigma, the codebook projection) follow their side."""
-    tokenizer = SemanticIDTokenizer(
-        item_codes=fitted.codes.clone(), quantizer=copy.deepcopy(fitted.quantizer), num_levels=4, codebook_size=32
-    )
-    model = JointSIDT5.from_recommender_config(
-        tiny_config(tokenizer),
-        tokenizer.quantizer,
-        title_embeddings,
-        tokenizer.item_codes,
-        build_uncertainty_decay("sdud", 3, 32),
-        alternate=True,
-        tokenizer_warmup_epochs=1,
-        code_embeddings="codebook",
-    )
+    options = {"alternate": True, "tokenizer_warmup_epochs": 1, "code_embeddings": "codebook"}
+    model, _ = end_to_end_model(fitted, title_embeddings, "sdud", **options)
     sigma, projection = model.uncertainty_decay.sigma, model.code_projection[0].weight
     assert "uncertainty_decay.sigma" in model.tokenizer_trainable
     assert "code_projection.0.weight" in model.recommender_trainable
-    model.set_epoch(0)  # a tokenizer epoch inside the warm-up: only the recommender would train, but it is frozen
-    assert not sigma.requires_grad and not projection.requires_grad
-    model.set_epoch(1)  # recommender epoch: sigma frozen with the quantizer
-    assert not sigma.requires_grad and projection.requires_grad
-    model.set_epoch(2)  # tokenizer epoch after the warm-up: the projection frozen with the recommender
-    assert sigma.requires_grad and not projection.requires_grad
+    model.set_epoch(0)  # the warm-up: the recommender alone (ETEGRec), sigma frozen with the quantizer
+    assert model.phase == "recommender" and not sigma.requires_grad and projection.requires_grad
+    model.set_epoch(1)  # the first tokenizer epoch after the warm-up: the projection frozen with the recommender
+    assert model.phase == "tokenizer" and sigma.requires_grad and not projection.requires_grad
     assert not model.shared.weight.requires_grad and model.quantizer.codebooks.requires_grad
+    model.set_epoch(2)  # a recommender epoch: sigma frozen again
+    assert model.phase == "recommender" and not sigma.requires_grad and projection.requires_grad
 
 
 def test_no_reassignment_in_a_phase_on_fixed_codes(fitted, title_embeddings):

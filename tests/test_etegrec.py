@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
 import torch
-from transformers import AutoModel, AutoTokenizer
 
 from sidrec import SemanticIDTokenizer
 from sidrec.tokenization.configuration_quantizer import SemanticIDQuantizerConfig
@@ -25,7 +23,9 @@ from sidrec.training.methods.etegrec import (
 from sidrec.training.recipe import check_recipe, load_recipe
 
 from .conftest import tiny_config
+from .test_diger_modes import end_to_end_model
 from .test_joint import train_batch
+from .test_letter import run_reload_and_recommend
 from .test_pipeline import TINY, recipe_file
 
 
@@ -73,22 +73,9 @@ def test_distinct_rows_are_first_occurrences():
 
 # ----- the joint step on real batches ----------------------------------------------------------------------
 def aligned_model(fitted, embeddings, **options):
-    tokenizer = SemanticIDTokenizer(
-        item_codes=fitted.codes.clone(), quantizer=copy.deepcopy(fitted.quantizer), num_levels=4, codebook_size=32
-    )
-    torch.manual_seed(0)
-    model = JointSIDT5.from_recommender_config(
-        tiny_config(tokenizer),
-        tokenizer.quantizer,
-        embeddings,
-        tokenizer.item_codes,
-        build_uncertainty_decay("none", 3, 32),
-        mode="reference",
-        alignment=True,
-        alternate=True,
-        **options,
-    )
-    return model.train(), tokenizer
+    """ETEGRec's joint model: the reference mode with the projections and the alternating cycle, no noise."""
+    options = {"mode": "reference", "alignment": True, "alternate": True, **options}
+    return end_to_end_model(fitted, embeddings, "none", **options)
 
 
 def alignment_loss(model, batch):
@@ -179,20 +166,9 @@ def test_bad_alignment_settings_fail_before_any_work(tmp_path, overrides, messag
 
 @pytest.mark.slow
 def test_etegrec_over_collaborative_sids_trains_saves_loads_and_recommends(sasrec_run, tmp_path):
-    from sidrec.training.data import load_sequential_data
-    from sidrec.training.pipeline import run
-
-    sasrec, _ = sasrec_run
-    out = tmp_path / "etegrec"
-    overrides = [*TINY, f"output_dir={out}", f"embeddings.collaborative_run={sasrec}"]
-    overrides += ["embeddings.source=collaborative", *ETEGREC]
-    recipe = load_recipe(recipe_file(tmp_path), overrides)
+    overrides = ["embeddings.source=collaborative", *ETEGREC]
+    recipe = load_recipe(recipe_file(tmp_path), [*TINY, f"embeddings.collaborative_run={sasrec_run[0]}", *overrides])
     assert method_name(recipe) == "etegrec"
-    metrics = run(recipe)
-    assert metrics["run/method"] == "etegrec" and 0 <= metrics["test/recall@10"] <= 1
-    model, tokenizer = AutoModel.from_pretrained(out / "model"), AutoTokenizer.from_pretrained(out / "model")
+    metrics, tokenizer = run_reload_and_recommend(tmp_path, sasrec_run[0], "etegrec", overrides)
+    assert metrics["run/method"] == "etegrec"
     assert tokenizer.quantizer.config.input_dim == 32  # the SASRec item table alone
-    data = load_sequential_data(recipe.data, verbose=False)
-    histories = [row["history"] for row in data.splits["test"].select(range(16))]
-    items = model.recommend(histories, tokenizer, top_k=10).items
-    assert (items >= 0).all() and (items < tokenizer.num_items).all()

@@ -114,26 +114,35 @@ def test_bad_collaborative_settings_fail_before_any_work(tmp_path, overrides, me
         check_recipe(recipe)
 
 
-@pytest.mark.slow
-def test_letter_over_collaborative_sids_saves_loads_and_recommends(sasrec_run, tmp_path):
+def run_reload_and_recommend(tmp_path, sasrec, name: str, overrides: list[str]):
+    """Train a tiny recipe over the SASRec run's table; reload the saved model; its top-10 of 16 test users.
+
+    Every recommended item must exist and no list may repeat one, as for any other model.
+    """
     from sidrec.training.data import load_sequential_data
     from sidrec.training.pipeline import run
 
-    sasrec, _ = sasrec_run
-    out = tmp_path / "letter"
-    overrides = [*TINY, f"output_dir={out}", f"embeddings.collaborative_run={sasrec}"]
-    overrides += ["embeddings.source=text+collaborative", "letter.enabled=true"]
-    recipe = load_recipe(recipe_file(tmp_path), overrides)
+    out = tmp_path / name
+    recipe_overrides = [*TINY, f"output_dir={out}", f"embeddings.collaborative_run={sasrec}", *overrides]
+    recipe = load_recipe(recipe_file(tmp_path), recipe_overrides)
     metrics = run(recipe)
-    assert 0 <= metrics["test/recall@10"] <= 1 and metrics["run/method"] == "letter-textcf"
+    assert 0 <= metrics["test/recall@10"] <= 1
     model, tokenizer = AutoModel.from_pretrained(out / "model"), AutoTokenizer.from_pretrained(out / "model")
-    assert tokenizer.quantizer.config.input_dim == 384 + 32  # MiniLM text beside the 32-d SASRec table
-    assert tokenizer.quantizer.config.sinkhorn_levels == [-1]  # LETTER balances the last level
     data = load_sequential_data(recipe.data, verbose=False)
     histories = [row["history"] for row in data.splits["test"].select(range(16))]
     items = model.recommend(histories, tokenizer, top_k=10).items
     assert (items >= 0).all() and (items < tokenizer.num_items).all()
     assert all(len(set(row)) == 10 for row in items.tolist())
+    return metrics, tokenizer
+
+
+@pytest.mark.slow
+def test_letter_over_collaborative_sids_saves_loads_and_recommends(sasrec_run, tmp_path):
+    overrides = ["embeddings.source=text+collaborative", "letter.enabled=true"]
+    metrics, tokenizer = run_reload_and_recommend(tmp_path, sasrec_run[0], "letter", overrides)
+    assert metrics["run/method"] == "letter-textcf"
+    assert tokenizer.quantizer.config.input_dim == 384 + 32  # MiniLM text beside the 32-d SASRec table
+    assert tokenizer.quantizer.config.sinkhorn_levels == [-1]  # LETTER balances the last level
 
 
 FROZEN = ["joint.enabled=true", "joint.trainable=false", "joint.uncertainty_decay=none"]  # SODA reads frozen codes
