@@ -57,7 +57,7 @@ def test_collaborative_embeddings_are_the_sasrec_table_in_catalogue_order(sasrec
 
 
 def test_a_collaborative_recipe_trains_its_sasrec_once_and_reuses_the_cache(tmp_path):
-    from sidrec.training.collaborative import ensure_collaborative_run
+    from sidrec.training.pipeline import ensure_collaborative_run
 
     sasrec_file = tmp_path / "sasrec.yaml"
     sasrec_file.write_text(
@@ -87,7 +87,7 @@ def test_a_collaborative_recipe_trains_its_sasrec_once_and_reuses_the_cache(tmp_
     assert table.shape == (data.num_items, 16)
     # Other data (here a shorter history) is another SASRec: another cache folder.
     other = load_recipe(recipe_file(tmp_path), [*overrides, "data.max_history=5"])
-    from sidrec.training.collaborative import collaborative_recipe
+    from sidrec.training.recipe import collaborative_recipe
 
     assert collaborative_recipe(other).output_dir != str(run_dir)
 

@@ -14,6 +14,7 @@ it, the Trainer shards the batches, and only the main process writes the final a
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from peft import PeftModel
@@ -21,7 +22,6 @@ from transformers import EarlyStoppingCallback, set_seed
 
 from ..model_cards.card import ADAPTER_DIR, write_model_card
 from ..tokenization.semantic_codes import code_statistics
-from .collaborative import ensure_collaborative_run
 from .data import (
     NextItemCollator,
     SemanticIDCollator,
@@ -31,13 +31,14 @@ from .data import (
     write_user_table,
 )
 from .data.item_sets import ItemSetCollator
+from .data.item_table import read_item_table
 from .finetune import last_examples_per_user, parameter_counts, wrap_with_adapter
 from .methods import build_objectives, method_name
 from .methods.diger import JointSIDT5
 from .methods.dmrec import build_mult_vae, collaborative_objective
 from .methods.sasrec import build_sasrec
 from .ranking import GenerativeRanker, ItemSetRanker, SequenceRanker, evaluate_ranker
-from .recipe import Recipe, check_recipe
+from .recipe import Recipe, check_recipe, collaborative_recipe
 from .stages.codes import build_codes, embed_catalogue
 from .stages.fitting import train_and_test, training_arguments, with_lengths
 from .stages.models import build_recommender, load_for_finetuning
@@ -64,6 +65,24 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     if recipe.sasrec.enabled:
         return run_sasrec(recipe, overwrite_output_dir, trainer_overrides)
     return run_sequential(recipe, overwrite_output_dir, trainer_overrides)
+
+
+def ensure_collaborative_run(recipe: Recipe, say=print) -> None:
+    """Point ``embeddings.collaborative_run`` at the cached SASRec of ``collaborative_recipe``, training it once.
+
+    A folder with a saved model and ``metrics.json`` is finished and reused; anything else (absent, or a run
+    that was interrupted) is trained from the start. Does nothing when the recipe names a run itself.
+    """
+    if recipe.embeddings.collaborative_run or not recipe.embeddings.collaborative_recipe:
+        return
+    sasrec = collaborative_recipe(recipe)
+    output_dir = Path(sasrec.output_dir)
+    if (output_dir / "metrics.json").exists() and read_item_table(output_dir / "model") is not None:
+        say(f"Collaborative embeddings: the cached SASRec run {output_dir}")
+    else:
+        say(f"Collaborative embeddings: training {recipe.embeddings.collaborative_recipe} into {output_dir}")
+        run(sasrec, overwrite_output_dir=True)
+    recipe.embeddings.collaborative_run = str(output_dir)
 
 
 def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: dict | None = None) -> dict:

@@ -8,8 +8,11 @@ rule that spans sections before any work is done.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,6 +257,27 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     return recipe_from_dict(values)
 
 
+def collaborative_recipe(recipe: Recipe) -> Recipe:
+    """The SASRec recipe ``embeddings.collaborative_recipe`` names, on ``recipe``'s data, in its cache folder.
+
+    The SASRec keeps its own seed and training budget (its early stopping), so every seed and budget of a
+    grid reads one converged table; only the data (path, filters, history length) comes from ``recipe``,
+    so that the items line up. The folder's name is a hash of the SASRec recipe's text and that data.
+    """
+    path = Path(recipe.embeddings.collaborative_recipe)
+    sasrec = load_recipe(path)
+    if not sasrec.sasrec.enabled:
+        raise RecipeError(
+            f"embeddings.collaborative_recipe={path} does not train a SASRec (sasrec.enabled is false): name a "
+            "SASRec recipe such as configs/scientific-sasrec.yaml"
+        )
+    sasrec.data = copy.deepcopy(recipe.data)
+    blob = json.dumps([path.read_text(), dataclasses.asdict(recipe.data)], sort_keys=True, default=str)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    sasrec.output_dir = str(Path(recipe.embeddings.cache_dir).parent / "collaborative" / f"{path.stem}-{key}")
+    return sasrec
+
+
 def check_recipe(recipe: Recipe) -> None:
     """Settings that cannot work together, caught before minutes of embedding and fitting."""
     from .finetune import peft_config  # peft is heavy; only recipes are checked here, not imported eagerly
@@ -299,8 +323,6 @@ def _check_embedding_source(recipe: Recipe) -> None:
         raise RecipeError(f"embeddings.source must be one of {list(EMBEDDING_SOURCES)}, got {embeddings.source!r}")
     run, sasrec_recipe = embeddings.collaborative_run, embeddings.collaborative_recipe
     if sasrec_recipe:
-        from .collaborative import collaborative_recipe
-
         cached = collaborative_recipe(recipe).output_dir  # the file exists and trains a SASRec
         if run and Path(run) != Path(cached):  # a run's saved recipe holds both: the run is the recipe's cache
             raise RecipeError(
