@@ -105,15 +105,29 @@ def distinct_rows(items: torch.LongTensor) -> torch.LongTensor:
 
 
 class _AlignmentObjective(Objective):
-    """Shared checks: the model must hold ETEGRec's projections; warm-up steps contribute zero."""
+    """One alignment loss: the model must hold ETEGRec's projections; warm-up steps contribute zero.
 
-    def alignment(self, model, outputs) -> AlignmentOutput | None:
+    The trainer logs each objective's value as ``loss_<name>``, so these return no figures of their own.
+    """
+
+    default_temperature = 1.0
+
+    def __init__(self, weight: float = 1.0, temperature: float | None = None):
+        super().__init__(weight)
+        self.temperature = float(self.default_temperature if temperature is None else temperature)
+
+    def loss(self, alignment: AlignmentOutput) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, model, inputs, outputs):
         if getattr(getattr(model, "module", model), "sequence_adapter", None) is None:  # unwrap DDP
             raise ValueError(
                 f"objective {self.name!r} aligns the recommender with its tokenizer: set `joint: {{enabled: true, "
                 "mode: reference, alignment: true}` in the recipe, or drop it from training.objectives"
             )
-        return outputs.alignment
+        if outputs.alignment is None:  # the tokenizer warm-up: ETEGRec couples the two only afterwards
+            return outputs.loss.new_zeros(()), {}
+        return self.loss(outputs.alignment), {}
 
 
 @register_objective
@@ -122,16 +136,8 @@ class SequenceItemAlignmentObjective(_AlignmentObjective):
 
     name = "sia"
 
-    def __init__(self, weight: float = 1.0, temperature: float = 1.0):
-        super().__init__(weight)
-        self.temperature = float(temperature)
-
-    def __call__(self, model, inputs, outputs):
-        alignment = self.alignment(model, outputs)
-        if alignment is None:  # the tokenizer warm-up: ETEGRec couples the two only afterwards
-            return outputs.loss.new_zeros(()), {}
-        loss = symmetric_code_kl(alignment.sequence_distances, alignment.item_distances, self.temperature)
-        return loss, {"sia": loss.detach()}
+    def loss(self, alignment: AlignmentOutput) -> torch.Tensor:
+        return symmetric_code_kl(alignment.sequence_distances, alignment.item_distances, self.temperature)
 
 
 @register_objective
@@ -139,17 +145,10 @@ class PreferenceSemanticAlignmentObjective(_AlignmentObjective):
     """ETEGRec's ``L_PSA``: the first decoder state and the target's reconstruction, in-batch InfoNCE both ways."""
 
     name = "psa"
+    default_temperature = 0.07
 
-    def __init__(self, weight: float = 1.0, temperature: float = 0.07):
-        super().__init__(weight)
-        self.temperature = float(temperature)
-
-    def __call__(self, model, inputs, outputs):
-        alignment = self.alignment(model, outputs)
-        if alignment is None:
-            return outputs.loss.new_zeros(()), {}
-        loss = symmetric_info_nce(alignment.preference, alignment.reconstruction, self.temperature)
-        return loss, {"psa": loss.detach()}
+    def loss(self, alignment: AlignmentOutput) -> torch.Tensor:
+        return symmetric_info_nce(alignment.preference, alignment.reconstruction, self.temperature)
 
 
 def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
