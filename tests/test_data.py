@@ -115,6 +115,14 @@ def test_train_item_counts_exclude_validation_and_test(scientific):
     assert all(counts[i] == expected.get(i, 0) for i in range(scientific.num_items))
 
 
+def test_train_item_counts_by_hand_with_short_sequences(scientific):
+    from dataclasses import replace
+
+    # seq[:-2] of each user: [0], [1, 2, 3], [] (a user of two items has no training part), []
+    toy = replace(scientific, item_ids=["a", "b", "c", "d", "e"], sequences=[[0, 1, 2], [1, 2, 3, 0, 4], [4, 4], [3]])
+    assert toy.train_item_counts() == [1, 1, 1, 1, 0]
+
+
 def test_beauty_max_users_then_k_core(capsys):
     data = load(BEAUTY, verbose=True, max_users=2000)
     out = capsys.readouterr().out

@@ -98,6 +98,22 @@ def test_fit_is_deterministic_for_a_seed(title_embeddings):
     assert torch.equal(first.codes, second.codes)
 
 
+def test_fit_sample_trains_on_a_subset_and_codes_every_item(title_embeddings):
+    from sidrec.training.fit_quantizer import fit_quantizer
+
+    config = SemanticIDQuantizerConfig(input_dim=384, hidden_dims=[32], latent_dim=8, num_levels=2, codebook_size=32)
+    items = title_embeddings[:600]
+    whole = fit_quantizer(items, config, epochs=3, seed=3)
+    assert torch.equal(fit_quantizer(items, config, epochs=3, seed=3, fit_sample=600).codes, whole.codes)
+    sampled = fit_quantizer(items, config, epochs=3, seed=3, fit_sample=150)
+    assert sampled.codes.shape == whole.codes.shape and not torch.equal(sampled.codes, whole.codes)
+    assert torch.unique(sampled.codes, dim=0).size(0) == 600  # every item coded, none shared
+    assert torch.equal(sampled.quantizer.encode_codes(items), sampled.codes[:, :2])  # the saved codes are its own
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(ValueError, match="fit_sample"):
+            fit_quantizer(items, config, epochs=1, fit_sample=bad)
+
+
 def test_fit_rejects_embeddings_of_the_wrong_width(title_embeddings):
     from sidrec.training.fit_quantizer import fit_quantizer
 

@@ -285,11 +285,13 @@ class SemanticIDQuantizer(PreTrainedModel):
         ``batch_size`` items), and sticky ones with ``previous_codes`` and ``hysteresis`` (see :meth:`assign`).
         """
         was_training = self.training
-        self.eval()
+        if was_training:  # walking every module costs ~10% of a batch-1 request
+            self.eval()
         chunks = []
         for start in range(0, embeddings.size(0), batch_size):
             held = None if previous_codes is None else previous_codes[start : start + batch_size]
             latent = self.encoder(embeddings[start : start + batch_size])
             chunks.append(self.assign(latent, previous_codes=held, hysteresis=hysteresis).codes)
-        self.train(was_training)
+        if was_training:
+            self.train()
         return torch.cat(chunks, dim=0)

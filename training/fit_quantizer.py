@@ -44,6 +44,7 @@ def fit_quantizer(
     kmeans_init: bool = True,
     seed: int = 0,
     regularizer=None,
+    fit_sample: int | None = None,
 ) -> QuantizerFit:
     """Train an RQ-VAE on ``embeddings`` (N, d) and assign every item a unique code.
 
@@ -53,7 +54,13 @@ def fit_quantizer(
     for a given seed on CPU. ``regularizer`` (LETTER's ``LetterRegularizer``) adds its losses to each
     batch's: called with the quantizer, the batch's output and the batch's item indices, it returns
     the weighted loss and its figures; ``new_epoch(quantizer)`` runs before each epoch.
+
+    ``fit_sample`` bounds the fit for large catalogues: the RQ-VAE, its k-means initialisation and
+    its distance unit are fitted on at most that many items drawn at random (seeded), and then every
+    item is assigned its codes. An epoch then costs the same at 10M items as at ``fit_sample``.
     """
+    if fit_sample is not None and (isinstance(fit_sample, bool) or not isinstance(fit_sample, int) or fit_sample < 1):
+        raise ValueError(f"fit_sample must be a positive number of items or None, got {fit_sample!r}")
     if embeddings.dim() != 2 or embeddings.size(1) != config.input_dim:
         raise ValueError(
             f"embeddings have shape {tuple(embeddings.shape)} but the quantizer expects (N, {config.input_dim}); "
@@ -63,20 +70,32 @@ def fit_quantizer(
     # restores the caller's generator afterwards, so fitting codes never reseeds the rest of a program.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _fit(embeddings, config, epochs, batch_size, learning_rate, kmeans_init, seed, regularizer)
+        fitted = _fit_items(embeddings.size(0), fit_sample, seed)
+        return _fit(embeddings, fitted, config, epochs, batch_size, learning_rate, kmeans_init, seed, regularizer)
 
 
-def _fit(embeddings, config, epochs, batch_size, learning_rate, kmeans_init, seed, regularizer) -> QuantizerFit:
+def _fit_items(count: int, fit_sample: int | None, seed: int) -> torch.LongTensor | None:
+    """Sorted indices of the items the RQ-VAE is fitted on, or None for the whole catalogue."""
+    if fit_sample is None or count <= fit_sample:
+        return None
+    generator = torch.Generator().manual_seed(seed + 1)  # its own stream: the fit's draws stay as without it
+    return torch.randperm(count, generator=generator)[:fit_sample].sort().values
+
+
+def _fit(embeddings, fitted, config, epochs, batch_size, learning_rate, kmeans_init, seed, regularizer) -> QuantizerFit:
     quantizer = SemanticIDQuantizer(config)
+    sample = embeddings if fitted is None else embeddings[fitted]
     if kmeans_init:
-        quantizer.init_codebooks_kmeans(embeddings, seed=seed)
+        quantizer.init_codebooks_kmeans(sample, seed=seed)
     parameters = list(quantizer.parameters()) + (list(regularizer.parameters()) if regularizer is not None else [])
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     history = []
     quantizer.train()
     for _ in range(epochs):
-        order = torch.randperm(embeddings.size(0), generator=generator)
+        order = torch.randperm(sample.size(0), generator=generator)
+        if fitted is not None:
+            order = fitted[order]  # catalogue indices, as the regulariser reads them
         total, batches = 0.0, 0
         if regularizer is not None:
             regularizer.new_epoch(quantizer)
@@ -92,7 +111,7 @@ def _fit(embeddings, config, epochs, batch_size, learning_rate, kmeans_init, see
             total, batches = total + output.loss.item(), batches + 1
         history.append(total / batches)
     quantizer.eval()
-    quantizer.calibrate_distance_scale(embeddings)
+    quantizer.calibrate_distance_scale(sample)
     raw_codes = quantizer.encode_codes(embeddings)
     stats = code_statistics(raw_codes, config.codebook_size)
     codes = append_collision_level(raw_codes, config.codebook_size)

@@ -55,6 +55,9 @@ class QuantizerRecipe:
     batch_size: int = 1024
     learning_rate: float = 1e-3
     kmeans_init: bool = True
+    # Fit the RQ-VAE (and its k-means start) on at most this many random items, then code every item:
+    # for catalogues of 100k+ items, where an epoch over all of them is the slowest stage (bench_scale.py).
+    fit_sample: int | None = None
 
 
 @dataclass

@@ -104,9 +104,11 @@ class SequentialData:
         The popularity baseline must not see the validation/test items, or it would be scored on
         counts that include the very targets it is asked to predict.
         """
-        parts = [seq[:-2] for seq in self.sequences if len(seq) > 2]
-        flat = np.fromiter((item for part in parts for item in part), dtype=np.int64)
-        return np.bincount(flat, minlength=self.num_items).tolist()
+        lengths = np.fromiter(map(len, self.sequences), dtype=np.int64, count=len(self.sequences))
+        flat = np.concatenate([np.asarray(seq, dtype=np.int64) for seq in self.sequences] or [np.zeros(0, np.int64)])
+        position = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # index within its user
+        kept = flat[position < np.repeat(lengths - 2, lengths)]  # each user's sequence[:-2]
+        return np.bincount(kept, minlength=self.num_items).tolist()
 
 
 # ----- cleaning helpers ------------------------------------------------------------------------------
@@ -178,6 +180,25 @@ def _id_strings(series: pd.Series) -> pd.Series:
     return series.astype("string").fillna("").astype(str)
 
 
+def _factorize_ids(column: pd.Series, name: str, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, raw id string per code) of an id column.
+
+    Integer columns are factorised as integers and only their distinct values become strings, so a
+    100M-row file makes no Python object per row; any other column goes through :func:`_id_strings`.
+    """
+    if pd.api.types.is_integer_dtype(column.dtype) and not column.isna().any():
+        codes, uniques = pd.factorize(column.to_numpy())
+        return codes, np.asarray(uniques).astype(str).astype(object)
+    values = _id_strings(column).to_numpy(dtype=object)
+    empty = np.flatnonzero(values == "")
+    if len(empty):
+        raise DataFormatError(
+            f"{len(empty):,} rows of {source} have an empty {name!r} (first: data row {empty[0] + 1}); "
+            "remove those rows or point the column setting at a complete column"
+        )
+    return pd.factorize(values)
+
+
 def _sorted_ids(unique: np.ndarray) -> np.ndarray:
     """Order for raw ids: numeric when every id is an integer (so 0-based shipped ids map to themselves)."""
     strings = unique.astype(str)
@@ -186,12 +207,14 @@ def _sorted_ids(unique: np.ndarray) -> np.ndarray:
     return np.array(sorted(strings), dtype=object)
 
 
-def _rank(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted unique raw ids, index of each value into them) in :func:`_sorted_ids` order."""
-    codes, uniques = pd.factorize(values)
-    order = _sorted_ids(np.asarray(uniques, dtype=object))
-    position = pd.Series(np.arange(len(order)), index=order)
-    return order, position.reindex(np.asarray(uniques, dtype=object)).to_numpy()[codes]
+def _rank_codes(codes: np.ndarray, uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rank` of ``uniques[codes]``, computed on the distinct ids only (no object per row)."""
+    present = np.unique(codes)
+    names = np.asarray(uniques, dtype=object)[present]
+    order = _sorted_ids(names)
+    mapping = np.full(len(uniques), -1, dtype=np.int64)
+    mapping[present] = pd.Series(np.arange(len(order)), index=order).reindex(names).to_numpy()
+    return order, mapping[codes]
 
 
 def _order_values(column: pd.Series, name: str, source: str, fix: str) -> np.ndarray:
@@ -350,20 +373,12 @@ def load_sequential_data(config: DataConfig, verbose: bool = True) -> Sequential
     if raw.order is not None:
         _require(inter, raw.order, source, raw.fix["order"])
 
-    user_raw = _id_strings(inter[raw.user]).to_numpy(dtype=object)
-    item_raw = _id_strings(inter[raw.item]).to_numpy(dtype=object)
-    for column, values in ((raw.user, user_raw), (raw.item, item_raw)):
-        empty = np.flatnonzero(values == "")
-        if len(empty):
-            raise DataFormatError(
-                f"{len(empty):,} rows of {source} have an empty {column!r} (first: data row {empty[0] + 1}); "
-                "remove those rows or point the column setting at a complete column"
-            )
+    (user_codes, user_uniques), (item_codes, item_uniques) = (
+        _factorize_ids(inter[column], column, source) for column in (raw.user, raw.item)
+    )
     rows = np.arange(len(inter), dtype=np.int64)
     order = rows if raw.order is None else _order_values(inter[raw.order], raw.order, source, raw.fix["order"])
 
-    user_codes, user_uniques = pd.factorize(user_raw)
-    item_codes, item_uniques = pd.factorize(item_raw)
     ranked = np.lexsort((rows, order, user_codes))  # per user, chronological; ties keep file order
     user_codes, item_codes, order, rows = user_codes[ranked], item_codes[ranked], order[ranked], rows[ranked]
     if raw.deduplicate:
@@ -387,8 +402,8 @@ def load_sequential_data(config: DataConfig, verbose: bool = True) -> Sequential
         )
     user_codes, item_codes = user_codes[keep], item_codes[keep]
 
-    user_ids, user_index = _rank(np.asarray(user_uniques, dtype=object)[user_codes])
-    item_ids, item_index = _rank(np.asarray(item_uniques, dtype=object)[item_codes])
+    user_ids, user_index = _rank_codes(user_codes, user_uniques)
+    item_ids, item_index = _rank_codes(item_codes, item_uniques)
     regroup = np.argsort(user_index, kind="stable")  # rows are already chronological within each user
     flat = item_index[regroup].astype(np.int64)
     lengths = np.bincount(user_index, minlength=len(user_ids)).astype(np.int64)

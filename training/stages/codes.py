@@ -70,6 +70,7 @@ def build_codes(recipe: Recipe, embeddings: torch.Tensor, regularizer: LetterReg
         kmeans_init=q.kmeans_init,
         seed=recipe.seed,
         regularizer=regularizer,
+        fit_sample=q.fit_sample,
     )
 
 
