@@ -25,6 +25,7 @@ def test_gpu_suite_dry_run_writes_every_result(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     serve = summary["serve-demo-h5-b2"]
     assert serve["same_top_k"] is True and serve["recommend_users_per_s"] > 0
+    assert serve["recommend_p50_ms"] > 0 and serve["generate_trie_p50_ms"] > 0
     assert {summary[f"train-tiger-b8-{p}"]["precision"] for p in ("fp32", "bf16")} == {"fp32", "bf16"}
     beauty = summary["beauty-tiger-metrics"]
     assert beauty["train/steps"] == 2 and 0 <= beauty["test/recall@10"] <= 1
