@@ -181,14 +181,14 @@ def _id_strings(series: pd.Series) -> pd.Series:
 
 
 def _factorize_ids(column: pd.Series, name: str, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """(code per row, raw id string per code) of an id column.
+    """(code per row, raw id per code) of an id column: int64 ids for an integer column, else strings.
 
-    Integer columns are factorised as integers and only their distinct values become strings, so a
-    100M-row file makes no Python object per row; any other column goes through :func:`_id_strings`.
+    Integer columns are factorised (and later sorted) as integers, so a 100M-row file makes no Python
+    object per row; any other column goes through :func:`_id_strings`.
     """
     if pd.api.types.is_integer_dtype(column.dtype) and not column.isna().any():
         codes, uniques = pd.factorize(column.to_numpy())
-        return codes, np.asarray(uniques).astype(str).astype(object)
+        return codes, np.asarray(uniques, dtype=np.int64)
     values = _id_strings(column).to_numpy(dtype=object)
     empty = np.flatnonzero(values == "")
     if len(empty):
@@ -208,11 +208,19 @@ def _sorted_ids(unique: np.ndarray) -> np.ndarray:
 
 
 def _rank_codes(codes: np.ndarray, uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_rank` of ``uniques[codes]``, computed on the distinct ids only (no object per row)."""
+    """(sorted raw id strings, index of each row's id into them) for the ids that ``codes`` uses.
+
+    The order is :func:`_sorted_ids`'s: numeric for integer ids (sorted by numpy when they came from
+    an integer column), else by string. Computed on the distinct ids only, never per row.
+    """
     present = np.unique(codes)
+    mapping = np.full(len(uniques), -1, dtype=np.int64)
+    if np.issubdtype(np.asarray(uniques).dtype, np.integer):
+        ranked = present[np.argsort(uniques[present], kind="stable")]
+        mapping[ranked] = np.arange(len(ranked))
+        return uniques[ranked].astype(str).astype(object), mapping[codes]
     names = np.asarray(uniques, dtype=object)[present]
     order = _sorted_ids(names)
-    mapping = np.full(len(uniques), -1, dtype=np.int64)
     mapping[present] = pd.Series(np.arange(len(order)), index=order).reindex(names).to_numpy()
     return order, mapping[codes]
 
@@ -385,8 +393,9 @@ def load_sequential_data(config: DataConfig, verbose: bool = True) -> Sequential
         pair = pd.DataFrame({"u": user_codes, "i": item_codes}).duplicated().to_numpy()
         user_codes, item_codes, order, rows = (a[~pair] for a in (user_codes, item_codes, order, rows))
     if config.max_users is not None:
-        chosen = set(_sorted_ids(np.asarray(user_uniques, dtype=object))[: config.max_users])
-        allowed = np.fromiter((u in chosen for u in user_uniques), dtype=bool, count=len(user_uniques))
+        labels = np.asarray(user_uniques).astype(str).astype(object)
+        chosen = set(_sorted_ids(labels)[: config.max_users])
+        allowed = np.fromiter((u in chosen for u in labels), dtype=bool, count=len(labels))
         mask = allowed[user_codes]
         user_codes, item_codes, order, rows = (a[mask] for a in (user_codes, item_codes, order, rows))
     before = (len(np.unique(user_codes)), len(np.unique(item_codes)), len(user_codes))
