@@ -256,3 +256,67 @@ def test_fresh_embeddings_are_plain_tensors_like_cached_ones(scientific, tmp_pat
     layer = torch.nn.Linear(fresh.size(1), 2)
     layer(fresh[:4]).sum().backward()  # a slice of the fresh tensor goes through autograd
     assert layer.weight.grad is not None
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_sharded_embedding_resumes_after_an_interruption(scientific, tmp_path, monkeypatch):
+    """A 1M-item catalogue embeds for about an hour on CPU: each finished shard is kept, so a run killed
+    half-way re-embeds only the shards it had not finished, and the table equals an uninterrupted one."""
+    import sidrec.training.embeddings as embeddings
+
+    titles = scientific.item_titles[:40]  # shards of 16: texts 0-15, 16-31, 32-39
+    settings = dict(max_seq_length=16, show_progress_bar=False, shard_size=16)
+    whole = embeddings.embed_texts(titles, cache_dir=str(tmp_path / "whole"), **settings)
+    encode, calls, interrupt = embeddings._encode, [], [True]
+
+    def failing_second(encoder, texts, *args):
+        calls.append(len(texts))
+        if len(calls) == 2 and interrupt:  # the first run dies on its second shard
+            interrupt.clear()
+            raise _Interrupted
+        return encode(encoder, texts, *args)
+
+    monkeypatch.setattr(embeddings, "_encode", failing_second)
+    with pytest.raises(_Interrupted):
+        embeddings.embed_texts(titles, cache_dir=str(tmp_path / "run"), **settings)
+    (shards,) = (tmp_path / "run").glob("*.shards")
+    assert sorted(path.name for path in shards.iterdir()) == ["shard-00000.safetensors"]  # no half-written file
+    calls.clear()
+    resumed = embeddings.embed_texts(titles, cache_dir=str(tmp_path / "run"), **settings)
+    assert calls == [16, 8]  # only the two missing shards
+    assert torch.equal(resumed, whole) and resumed.shape == (40, 384)
+    assert not shards.exists() and len(list((tmp_path / "run").glob("*.safetensors"))) == 1
+    unsharded = embeddings.embed_texts(titles, cache_dir=None, max_seq_length=16, show_progress_bar=False)
+    torch.testing.assert_close(resumed, unsharded, atol=1e-5, rtol=1e-4)  # batch shapes differ, values do not
+
+
+def test_sharded_embedding_splits_shards_across_processes(scientific, tmp_path, monkeypatch):
+    """Under ``accelerate launch`` process i embeds shards i, i + n, ...; all of them return the whole table."""
+    import accelerate
+
+    import sidrec.training.embeddings as embeddings
+
+    class FakeState:
+        def __init__(self, index: int, stop_at_barrier: bool):
+            self.process_index, self.num_processes, self.is_main_process = index, 2, index == 0
+            self.stop = stop_at_barrier
+
+        def wait_for_everyone(self):
+            if self.stop:
+                raise _Interrupted  # process 1 has done its share; process 0 runs next
+
+    titles = scientific.item_titles[:40]
+    settings = dict(max_seq_length=16, show_progress_bar=False, shard_size=16, cache_dir=str(tmp_path / "run"))
+    monkeypatch.setattr(accelerate, "PartialState", lambda: FakeState(1, stop_at_barrier=True))
+    with pytest.raises(_Interrupted):
+        embeddings.embed_texts(titles, **settings)
+    (shards,) = (tmp_path / "run").glob("*.shards")
+    assert sorted(path.name for path in shards.iterdir()) == ["shard-00001.safetensors"]
+    monkeypatch.setattr(accelerate, "PartialState", lambda: FakeState(0, stop_at_barrier=False))
+    table = embeddings.embed_texts(titles, **settings)  # shards 0 and 2, then reads all three
+    monkeypatch.undo()
+    alone = embeddings.embed_texts(titles, **{**settings, "cache_dir": str(tmp_path / "alone")})
+    assert torch.equal(table, alone)

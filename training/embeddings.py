@@ -57,31 +57,79 @@ def embed_texts(
     cache_dir: str | None = ".cache/sidrec/embeddings",
     device: str | None = None,
     show_progress_bar: bool = True,
+    shard_size: int = 50_000,
 ) -> torch.Tensor:
-    """Embed ``texts`` (one per item) into an (N, d) float tensor, reusing the cache when it matches."""
+    """Embed ``texts`` (one per item) into an (N, d) float tensor, reusing the cache when it matches.
+
+    A catalogue of more than ``shard_size`` texts is embedded in shards, each saved to the cache as it
+    finishes, so an interrupted run (a 1M-item catalogue takes about an hour on 2 CPU cores) resumes
+    at the first missing shard. Under ``accelerate launch`` every process embeds its own share of the
+    shards (shard ``i`` goes to process ``i mod num_processes``) and all of them return the whole
+    table. Up to ``shard_size`` texts the result is one ``encode`` call, as it always was.
+    """
     if not texts:
         raise ValueError("embed_texts got no texts")
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be a positive number of texts, got {shard_size!r}")
     model_path = resolve_text_model(model_name_or_path)
-    cache_file = None
-    if cache_dir:
-        key = cache_key(model_path, texts, max_seq_length)
-        cache_file = Path(cache_dir) / f"{Path(model_path).name}-{key}.safetensors"
-        if cache_file.exists():
-            return load_file(str(cache_file))["embeddings"]
+    if not cache_dir:
+        return _encode(_load_encoder(model_path, device, max_seq_length), texts, batch_size, show_progress_bar)
+    key = cache_key(model_path, texts, max_seq_length)
+    cache_file = Path(cache_dir) / f"{Path(model_path).name}-{key}.safetensors"
+    if cache_file.exists():
+        return load_file(str(cache_file))["embeddings"]
+    if len(texts) <= shard_size:
+        embeddings = _encode(_load_encoder(model_path, device, max_seq_length), texts, batch_size, show_progress_bar)
+        _save_atomically(embeddings, cache_file, model_path)
+        return embeddings
+    return _embed_in_shards(
+        texts, model_path, max_seq_length, batch_size, cache_file, device, show_progress_bar, shard_size
+    )
+
+
+def _embed_in_shards(texts, model_path, max_seq_length, batch_size, cache_file, device, show_progress_bar, shard_size):
+    from accelerate import PartialState
+
+    state = PartialState()
+    shards = cache_file.with_suffix(".shards")
+    starts = list(range(0, len(texts), shard_size))
+    paths = [shards / f"shard-{number:05d}.safetensors" for number in range(len(starts))]
+    mine = [n for n in range(len(starts)) if n % state.num_processes == state.process_index and not paths[n].exists()]
+    encoder = _load_encoder(model_path, device, max_seq_length) if mine else None
+    for number in mine:
+        chunk = texts[starts[number] : starts[number] + shard_size]
+        _save_atomically(_encode(encoder, chunk, batch_size, show_progress_bar), paths[number], model_path)
+    state.wait_for_everyone()
+    embeddings = torch.cat([load_file(str(path))["embeddings"] for path in paths])
+    state.wait_for_everyone()  # every process has read the shards before the main one replaces them
+    if state.is_main_process:
+        _save_atomically(embeddings, cache_file, model_path)
+        for path in paths:
+            path.unlink()
+        shards.rmdir()
+    return embeddings
+
+
+def _load_encoder(model_path: str, device: str | None, max_seq_length: int):
     from sentence_transformers import SentenceTransformer
 
     # A local model never needs the Hub: say so to this load alone, not to the rest of the process.
     encoder = SentenceTransformer(model_path, device=device or "cpu", local_files_only=Path(model_path).exists())
     encoder.max_seq_length = max_seq_length
-    embeddings = (
+    return encoder
+
+
+def _encode(encoder, texts: list[str], batch_size: int, show_progress_bar: bool) -> torch.Tensor:
+    return (
         encoder.encode(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress_bar)
         .cpu()
         .float()
         .clone()  # encode runs under inference_mode: a plain tensor, as a cache hit returns, works with autograd
     )
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        save_file({"embeddings": embeddings.contiguous()}, str(tmp), metadata={"model": model_path})
-        os.replace(tmp, cache_file)  # atomic: a concurrent reader never sees half a file
-    return embeddings
+
+
+def _save_atomically(embeddings: torch.Tensor, path: Path, model_path: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"embeddings": embeddings.contiguous()}, str(tmp), metadata={"model": model_path})
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file, an interruption leaves none

@@ -36,6 +36,9 @@ class EmbeddingRecipe:
     max_seq_length: int = 128
     batch_size: int = 64
     cache_dir: str = ".cache/sidrec/embeddings"
+    # Catalogues of more texts are embedded in shards, each cached as it lands (resumable) and spread over
+    # the processes of `accelerate launch`.
+    shard_size: int = 50_000
     # What the RQ-VAE quantises: text | collaborative | text+collaborative (a SASRec run's item table).
     source: str = "text"
     collaborative_run: str | None = None  # a finished SASRec run (its output_dir): collaborative embeddings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from accelerate import PartialState
 
@@ -19,10 +21,15 @@ QUANTIZER_ARCHITECTURE_KEYS = ("hidden_dims", "latent_dim", "num_levels", "codeb
 
 
 def embed_catalogue(recipe: Recipe | EmbeddingRecipe, data: SequentialData) -> torch.Tensor:
-    """Text embeddings (N, d) of every item (cached; the main process computes them first)."""
+    """Text embeddings (N, d) of every item, cached.
+
+    Up to ``shard_size`` texts the main process computes them and the others read its cache; a larger
+    catalogue is split into shards that every process embeds its share of (``embed_texts``).
+    """
     settings = recipe.embeddings if isinstance(recipe, Recipe) else recipe
     state = PartialState()
-    with state.main_process_first():
+    sharded = len(data.item_texts) > settings.shard_size and bool(settings.cache_dir)
+    with nullcontext() if sharded else state.main_process_first():
         return embed_texts(
             data.item_texts,
             model_name_or_path=settings.model,
@@ -30,6 +37,7 @@ def embed_catalogue(recipe: Recipe | EmbeddingRecipe, data: SequentialData) -> t
             batch_size=settings.batch_size,
             cache_dir=settings.cache_dir,
             show_progress_bar=state.is_main_process,
+            shard_size=settings.shard_size,
         )
 
 
