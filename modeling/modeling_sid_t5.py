@@ -70,7 +70,7 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         top_k: int = 10,
         num_beams: int | None = None,
         users: list[int] | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         precision: str = "fp32",
     ) -> Recommendations:
         """Top-``top_k`` item indices for each history, by trie-constrained beam search.
@@ -86,7 +86,8 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
             top_k: items per user.
             num_beams: beam width (default ``generation_config.num_beams``); must be >= ``top_k``.
             users: user ids for the hashed user token, when the model uses one.
-            batch_size: users per forward pass.
+            batch_size: users per forward pass; default 32 on CPU (chunks of 16-32 users ran 1.4-1.7x
+                more users/s than chunks of 256 there: ``benchmarks/serving_matrix.py``), 256 on a GPU.
             precision: ``"fp32"``, or ``"bf16"``: the matrix products run in bfloat16 under autocast
                 (AMX / AVX-512 bf16 on recent CPUs, tensor cores on GPUs) while beam scores accumulate in
                 float32. Its agreement with fp32 is measured in the README ("Serving in bf16").
@@ -100,6 +101,8 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         if was_training:  # walking every module costs ~10% of a batch-1 request
             self.eval()
         trie = tokenizer.trie.to(self.device)  # once, not per batch: the tables are read on the model's device
+        if batch_size is None:
+            batch_size = 32 if self.device.type == "cpu" else 256
         items, scores = [], []
         for start in range(0, len(histories), batch_size):
             chunk_users = users[start : start + batch_size] if users is not None else None

@@ -56,8 +56,7 @@ class GenerativeRanker:
                 top_k=top_k,
                 num_beams=self.num_beams,
                 users=users[start : start + self.batch_size] if users is not None else None,
-                batch_size=self.batch_size,
-            )
+            )  # the model picks its own forward-pass size inside each chunk (smaller on CPU)
             items.append(result.items)
             scores.append(result.scores)
         return Recommendations(items=torch.cat(items), scores=torch.cat(scores))
