@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import torch
 from bench_recommend import measure  # noqa: E402  (a sibling script)
+from quality import machine  # noqa: E402
 
 SIZES = ("demo", "tiger")
 HISTORIES = (5, 20)
@@ -98,7 +98,7 @@ def main() -> None:
                 rows.append(row)
     print(markdown(rows))
     if args.output:
-        report = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+        report = {"machine": machine(), "threads": torch.get_num_threads()}
         Path(args.output).write_text(json.dumps({**report, "cells": rows}, indent=2) + "\n")
 
 
