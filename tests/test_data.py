@@ -504,3 +504,26 @@ def test_fixtures_regenerate_identically(tmp_path):
             pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(committed))
         else:
             assert path.read_bytes() == committed.read_bytes(), committed
+
+
+def test_user_sequences_read_like_a_list_of_lists():
+    import numpy as np
+
+    from sidrec.training.data import UserSequences
+
+    sequences = UserSequences(np.array([4, 2, 7, 1, 1, 3]), np.array([3, 0, 1, 2]))
+    assert len(sequences) == 4 and sequences[0] == [4, 2, 7] and sequences[1] == [] and sequences[-1] == [1, 3]
+    assert list(sequences) == [[4, 2, 7], [], [1], [1, 3]] and sequences[1:3] == [[], [1]]
+    assert sequences == [[4, 2, 7], [], [1], [1, 3]] and sequences != [[4, 2, 7]]
+    assert all(type(item) is int for item in sequences[0])  # plain ints, as json and datasets expect
+    with pytest.raises(IndexError, match="out of range"):
+        sequences[4]
+    with pytest.raises(ValueError, match="lengths sum to 5"):
+        UserSequences(np.arange(6), np.array([2, 3]))
+
+
+def test_loaded_sequences_are_compact(scientific):
+    from sidrec.training.data import UserSequences
+
+    assert isinstance(scientific.sequences, UserSequences)
+    assert scientific.sequences.flat.nbytes == 8 * scientific.num_interactions == 8 * 58_492
