@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_train import SIZES  # noqa: E402  (a sibling script: the same model shapes)
 
 from sidrec.tokenization.prefix_trie import PrefixTrie
 
@@ -148,18 +149,7 @@ def pipeline_one(items: int, fit_sample: int, embed_sample: int, users: int, max
     )
     histories = [list(h) for h in data.splits["test"].select(range(users))["history"]]
     stages.run("encode test histories", lambda: tokenizer.encode_histories(histories), note=f"{users:,} users")
-    model = SIDT5ForConditionalGeneration(
-        SIDT5Config(
-            num_code_levels=4,
-            codebook_size=256,
-            d_model=128,
-            d_kv=32,
-            num_heads=4,
-            d_ff=512,
-            num_layers=2,
-            num_decoder_layers=2,
-        )
-    ).eval()
+    model = SIDT5ForConditionalGeneration(SIDT5Config(num_code_levels=4, codebook_size=256, **SIZES["demo"])).eval()
     found = stages.run(
         "recommend top-10, beam 20 (demo-size model)",
         lambda: model.recommend(histories, tokenizer, top_k=10, num_beams=20),
