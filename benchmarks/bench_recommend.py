@@ -45,6 +45,22 @@ def top_k_overlap(first, second) -> float:
     return sum(shared) / len(shared)
 
 
+def serving_cell(
+    size: str, history: int, users: int, items: int = 12101, device: str = "cpu"
+) -> tuple[SIDT5ForConditionalGeneration, SemanticIDTokenizer, list[list[int]]]:
+    """A random-weight model of ``size``, a tokenizer over 4-level codes of 256, and ``users`` histories.
+
+    Seeded, so every script that times or profiles a cell sees the same model and users.
+    """
+    torch.manual_seed(0)
+    codes = append_collision_level(torch.randint(0, 256, (items, 3)), 256)
+    tokenizer = SemanticIDTokenizer(item_codes=codes, num_levels=4, codebook_size=256, max_history=history)
+    config = SIDT5Config(num_code_levels=4, codebook_size=256, **SIZES[size])
+    model = SIDT5ForConditionalGeneration(config).to(device).eval()
+    histories = [torch.randint(0, items, (history,)).tolist() for _ in range(users)]
+    return model, tokenizer, histories
+
+
 def measure(
     size: str = "tiger",
     history: int = 20,
@@ -61,12 +77,7 @@ def measure(
     The per-batch median latency is kept beside the throughput because at batch 1 it is what a
     single request waits. ``same_top_k`` checks both paths on the first 8 users.
     """
-    torch.manual_seed(0)
-    codes = append_collision_level(torch.randint(0, 256, (items, 3)), 256)
-    tokenizer = SemanticIDTokenizer(item_codes=codes, num_levels=4, codebook_size=256, max_history=history)
-    config = SIDT5Config(num_code_levels=4, codebook_size=256, **SIZES[size])
-    model = SIDT5ForConditionalGeneration(config).to(device).eval()
-    histories = [torch.randint(0, items, (history,)).tolist() for _ in range(users)]
+    model, tokenizer, histories = serving_cell(size, history, users, items, device)
     beams, k = num_beams, min(10, num_beams)
 
     def fast_path(kind: str):

@@ -153,7 +153,7 @@ def pipeline_one(items: int, fit_sample: int, embed_sample: int, users: int, max
     found = stages.run(
         "recommend top-10, beam 20 (demo-size model)",
         lambda: model.recommend(histories, tokenizer, top_k=10, num_beams=20),
-        note=f"{users:,} users, batch 256",
+        note=f"{users:,} users in one call",
     )
     assert bool(((found.items >= 0) & (found.items < data.num_items)).all()), "recommend returned an invalid item"
     return {

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 import torch
-from bench_recommend import measure  # noqa: E402  (a sibling script)
+from bench_recommend import measure, serving_cell  # noqa: E402  (a sibling script)
 from quality import machine  # noqa: E402
 
 SIZES = ("demo", "tiger")
@@ -47,17 +47,7 @@ def profile(size: str, history: int, batch: int, device: str) -> None:
     """Top operators of the fast path on one cell, and the share of wall time spent in them."""
     import time
 
-    from bench_recommend import SemanticIDTokenizer, SIDT5Config, SIDT5ForConditionalGeneration
-    from bench_train import SIZES as SHAPES
-
-    from sidrec.tokenization.semantic_codes import append_collision_level
-
-    torch.manual_seed(0)
-    codes = append_collision_level(torch.randint(0, 256, (12101, 3)), 256)
-    tokenizer = SemanticIDTokenizer(item_codes=codes, num_levels=4, codebook_size=256, max_history=history)
-    model = SIDT5ForConditionalGeneration(SIDT5Config(num_code_levels=4, codebook_size=256, **SHAPES[size])).eval()
-    model.to(device)
-    histories = [torch.randint(0, 12101, (history,)).tolist() for _ in range(batch)]
+    model, tokenizer, histories = serving_cell(size, history, batch, device=device)
     for _ in range(3):
         model.recommend(histories, tokenizer, top_k=10, num_beams=20)
     calls = 10

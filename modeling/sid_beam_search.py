@@ -47,7 +47,6 @@ def decoder_step(
     decoder = model.decoder
     config = model.config
     heads, head_dim = config.num_heads, config.d_kv
-    batch, width = tokens.shape
     hidden = decoder.embed_tokens(tokens)  # (B, W, D)
     # Relative-position bias of the newest query against every key so far (no causal mask needed).
     self_bias = (

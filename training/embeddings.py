@@ -49,6 +49,15 @@ def cache_key(model_path: str, texts: list[str], max_seq_length: int) -> str:
     return digest.hexdigest()[:24]
 
 
+def embeds_in_shards(num_texts: int, shard_size: int, cache_dir: str | None) -> bool:
+    """Whether ``embed_texts`` splits the work into cached shards shared over processes.
+
+    Callers that run under ``accelerate launch`` need to know: a single-call embedding is done by the
+    main process first (the others read its cache), a sharded one by every process at once.
+    """
+    return num_texts > shard_size and bool(cache_dir)
+
+
 def embed_texts(
     texts: list[str],
     model_name_or_path: str | None = None,
@@ -78,7 +87,7 @@ def embed_texts(
     cache_file = Path(cache_dir) / f"{Path(model_path).name}-{key}.safetensors"
     if cache_file.exists():
         return load_file(str(cache_file))["embeddings"]
-    if len(texts) <= shard_size:
+    if not embeds_in_shards(len(texts), shard_size, cache_dir):
         embeddings = _encode(_load_encoder(model_path, device, max_seq_length), texts, batch_size, show_progress_bar)
         _save_atomically(embeddings, cache_file, model_path)
         return embeddings

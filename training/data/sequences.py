@@ -85,13 +85,13 @@ class UserSequences(Sequence):
         return f"UserSequences({len(self):,} users, {len(self.flat):,} interactions)"
 
 
-def _flat_sequences(sequences) -> tuple[np.ndarray, np.ndarray]:
-    """(flat items, lengths) of ``UserSequences`` or of any list of lists."""
+def _as_user_sequences(sequences) -> UserSequences:
+    """``sequences`` as ``UserSequences`` (a list of lists, as tests and callers may pass, is flattened)."""
     if isinstance(sequences, UserSequences):
-        return sequences.flat, sequences.lengths
+        return sequences
     lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
     flat = np.concatenate([np.asarray(seq, dtype=np.int64) for seq in sequences] or [np.zeros(0, np.int64)])
-    return flat, lengths
+    return UserSequences(flat, lengths)
 
 
 @dataclass
@@ -124,7 +124,7 @@ class SequentialData:
 
     @property
     def num_interactions(self) -> int:
-        return int(_flat_sequences(self.sequences)[1].sum())
+        return len(_as_user_sequences(self.sequences).flat)
 
     @property
     def sparsity(self) -> float:
@@ -155,9 +155,10 @@ class SequentialData:
         The popularity baseline must not see the validation/test items, or it would be scored on
         counts that include the very targets it is asked to predict.
         """
-        flat, lengths = _flat_sequences(self.sequences)
-        position = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # index within its user
-        kept = flat[position < np.repeat(lengths - 2, lengths)]  # each user's sequence[:-2]
+        sequences = _as_user_sequences(self.sequences)
+        lengths = sequences.lengths
+        position = np.arange(len(sequences.flat)) - np.repeat(sequences.offsets[:-1], lengths)  # index within its user
+        kept = sequences.flat[position < np.repeat(lengths - 2, lengths)]  # each user's sequence[:-2]
         return np.bincount(kept, minlength=self.num_items).tolist()
 
 

@@ -11,7 +11,7 @@ from ...tokenization.configuration_quantizer import SemanticIDQuantizerConfig
 from ...tokenization.tokenization_semantic_id import SemanticIDTokenizer
 from ..collaborative import load_collaborative_embeddings
 from ..data import SequentialData
-from ..embeddings import embed_texts
+from ..embeddings import embed_texts, embeds_in_shards
 from ..fit_quantizer import QuantizerFit, fit_quantizer
 from ..methods.letter import LetterRegularizer
 from ..recipe import EmbeddingRecipe, Recipe
@@ -28,7 +28,7 @@ def embed_catalogue(recipe: Recipe | EmbeddingRecipe, data: SequentialData) -> t
     """
     settings = recipe.embeddings if isinstance(recipe, Recipe) else recipe
     state = PartialState()
-    sharded = len(data.item_texts) > settings.shard_size and bool(settings.cache_dir)
+    sharded = embeds_in_shards(len(data.item_texts), settings.shard_size, settings.cache_dir)
     with nullcontext() if sharded else state.main_process_first():
         return embed_texts(
             data.item_texts,
