@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_train import SIZES  # noqa: E402  (a sibling script: the same model shapes)
+from speed_tables import pipeline_table  # noqa: E402
 
 from sidrec.tokenization.prefix_trie import PrefixTrie
 
@@ -190,21 +191,8 @@ def pipeline(args) -> None:
             continue
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
-    finished = [r for r in results if "stages" in r]
-    if finished:
-        labels = list(dict.fromkeys(row["stage"] for r in finished for row in r["stages"]))
-        print("| stage | " + " | ".join(f"{r['items']:,} items: s / peak MB" for r in finished) + " |")
-        print("| --- |" + " ---: |" * len(finished))
-        for label in labels:
-            cells = []
-            for r in finished:
-                row = next((row for row in r["stages"] if row["stage"] == label), None)
-                cells.append("-" if row is None else f"{row['seconds']} / {row['peak_mb']:,}")
-            print(f"| {label} | " + " | ".join(cells) + " |")
-        for r in finished:
-            for row in r["stages"]:
-                if "note" in row:
-                    print(f"{r['items']:,} items, {row['stage']}: {row['note']}")
+    if any("stages" in result for result in results):
+        print(pipeline_table(results))
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -26,7 +26,9 @@ prefixes, e.g. ``tiger,diger``) and ``<!-- /results -->`` in the README and the 
 (``codes``: level usage, collisions and churn of the semantic IDs each run was evaluated with):
 mean and standard deviation over seeds, the change of
 Recall@10 against TIGER and a paired randomization test over users on Recall@10 (per-user hits
-averaged over seeds). No number in those tables is typed by hand (``tests/test_quality.py``).
+averaged over seeds). It also fills every ``<!-- speed:<file stem> -->`` block from
+``benchmarks/results/<file stem>.json`` (``speed_tables.py``: the serving matrix, the scale pipeline).
+No number in those tables is typed by hand (``tests/test_quality.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from speed_tables import render_speed_table  # noqa: E402  (a sibling script)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -387,27 +390,34 @@ def _mean_hits(runs: list[dict], dataset: str, results_dir: Path) -> np.ndarray 
     return np.mean([hits_at(ranks, 10) for ranks in per_seed], axis=0)
 
 
-def render_readme(text: str, results_dir: Path = RESULTS) -> str:
-    """``text`` with every ``<!-- results:<dataset>:<budget> -->`` block re-rendered from the files."""
+def replace_blocks(text: str, opening: str, closing: str, render) -> str:
+    """``text`` with the body of every ``<opening>KEY -->`` ... ``<closing>`` block replaced by ``render(KEY)``."""
     out, position = [], 0
-    marker, end = "<!-- results:", "<!-- /results -->"
-    while (start := text.find(marker, position)) >= 0:
+    while (start := text.find(opening, position)) >= 0:
         close = text.index("-->", start) + 3
-        dataset, budget, *rest = text[start + len(marker) : close - 3].strip().split(":")
-        stop = text.index(end, close)
+        stop = text.index(closing, close)
+        out += [text[position:close], "\n", render(text[start + len(opening) : close - 3].strip()), "\n"]
+        position = stop
+    out.append(text[position:])
+    return "".join(out)
+
+
+def render_readme(text: str, results_dir: Path = RESULTS) -> str:
+    """``text`` with every ``<!-- results:... -->`` and ``<!-- speed:... -->`` block re-rendered from the files."""
+
+    def results_block(key: str) -> str:
+        dataset, budget, *rest = key.split(":")
         rows = read_results(results_dir / f"{dataset}.jsonl")
         if len(rest) > 1:  # only the methods named (by prefix), e.g. ``tiger,diger`` on a method's page
             prefixes = tuple(rest[1].split(","))
             rows = [row for row in rows if row["method"].startswith(prefixes)]
         protocol = rest[0] if rest else "leave-one-out"
         if protocol == "codes":
-            table = render_codes_table(rows, budget)
-        else:
-            table = render_table(rows, dataset, budget, protocol, results_dir)
-        out += [text[position:close], "\n", table, "\n"]
-        position = stop
-    out.append(text[position:])
-    return "".join(out)
+            return render_codes_table(rows, budget)
+        return render_table(rows, dataset, budget, protocol, results_dir)
+
+    text = replace_blocks(text, "<!-- results:", "<!-- /results -->", results_block)
+    return replace_blocks(text, "<!-- speed:", "<!-- /speed -->", lambda stem: render_speed_table(stem, results_dir))
 
 
 def main() -> int:
@@ -444,7 +454,7 @@ def main() -> int:
 def pages_with_tables() -> list[Path]:
     """The README and every docs page that holds a results block."""
     pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
-    return [page for page in pages if "<!-- results:" in page.read_text()]
+    return [page for page in pages if "<!-- results:" in page.read_text() or "<!-- speed:" in page.read_text()]
 
 
 if __name__ == "__main__":

@@ -21,26 +21,12 @@ from pathlib import Path
 import torch
 from bench_recommend import measure, serving_cell  # noqa: E402  (a sibling script)
 from quality import machine  # noqa: E402
+from speed_tables import serving_matrix_table  # noqa: E402
 
 SIZES = ("demo", "tiger")
 HISTORIES = (5, 20)
 BATCHES = (1, 32, 256)
 USERS = {1: 16, 32: 64, 256: 256}  # enough batches for a stable median at each shape
-
-
-def markdown(rows: list[dict]) -> str:
-    lines = [
-        "| model | history | batch | `recommend` users/s | stock users/s | speed-up | p50 ms (fast / stock) "
-        "| same top-k |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['size']} | {row['history']} | {row['batch_size']} | {row['recommend_users_per_s']} | "
-            f"{row['generate_trie_users_per_s']} | {row['speedup']}x | {row['recommend_p50_ms']} / "
-            f"{row['generate_trie_p50_ms']} | {'yes' if row['same_top_k'] else 'NO'} |"
-        )
-    return "\n".join(lines)
 
 
 def profile(size: str, history: int, batch: int, device: str) -> None:
@@ -86,7 +72,7 @@ def main() -> None:
                 row = measure(size, history, batch, USERS.get(batch, 4 * batch), device=args.device)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    print(markdown(rows))
+    print(serving_matrix_table(rows))
     if args.output:
         report = {"machine": machine(), "threads": torch.get_num_threads()}
         Path(args.output).write_text(json.dumps({**report, "cells": rows}, indent=2) + "\n")

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from sidrec.tokenization.semantic_codes import append_collision_level
 from sidrec.training.data import k_core
+from sidrec.training.data import sequences as sequences_module
 from sidrec.training.data.sequences import MIN_SEQUENCE, _build_splits
 from sidrec.training.metrics import ranking_metrics
 from sidrec.training.ranking import score_rankings
@@ -269,3 +270,26 @@ def test_real_split_rows_equal_naive_slicing_of_the_users_sequence(scientific, d
     if j is not None:
         row = train[first + j]
         assert (row["user"], row["history"], row["target"]) == (user, *rows["train"][j][1:])
+
+
+def test_splits_built_in_small_chunks_equal_one_chunk(scientific, monkeypatch):
+    """The chunked window builder (``WINDOW_ROWS`` rows per Arrow chunk) changes no row of any split."""
+    flat, lengths = scientific.sequences.flat, scientific.sequences.lengths
+    whole = _build_splits(flat, lengths, scientific.max_history)
+    monkeypatch.setattr(sequences_module, "WINDOW_ROWS", 997)  # a prime: chunks end mid-user
+    chunked = _build_splits(flat, lengths, scientific.max_history)
+    assert chunked["train"].data.column("history").num_chunks == -(-len(whole["train"]) // 997)
+    for name in whole:
+        assert chunked[name].features == whole[name].features
+        assert chunked[name].to_dict() == whole[name].to_dict()
+
+
+def test_split_fingerprints_follow_the_sequences():
+    """Splits carry a content hash as their fingerprint (so ``Dataset`` does not pickle them to hash)."""
+    flat, lengths = np.arange(12, dtype=np.int64), np.array([5, 7], dtype=np.int64)
+    first, again = _build_splits(flat, lengths, 4), _build_splits(flat.copy(), lengths.copy(), 4)
+    changed = _build_splits(np.r_[flat[:-1], 99], lengths, 4)
+    assert [first[n]._fingerprint for n in first] == [again[n]._fingerprint for n in again]
+    assert len({first[n]._fingerprint for n in first}) == 3
+    assert all(first[n]._fingerprint != changed[n]._fingerprint for n in first)
+    assert _build_splits(flat, lengths, 3)["test"]._fingerprint != first["test"]._fingerprint

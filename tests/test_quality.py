@@ -14,6 +14,7 @@ import pytest
 
 from .conftest import ROOT
 
+sys.path.insert(0, str(ROOT / "benchmarks"))  # quality imports its sibling speed_tables by name
 spec = importlib.util.spec_from_file_location("sidrec_benchmarks_quality", ROOT / "benchmarks" / "quality.py")
 quality = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = quality  # dataclasses look their module up by name
@@ -201,3 +202,28 @@ def test_ablation_variants_have_their_own_run_ids_and_overrides(tmp_path):
     assert "joint.alternate=true" in commands[0] and "configs/scientific-diger-frqud-demo.yaml" in commands[0]
     (row,) = quality.read_results(tmp_path / "results" / "scientific.jsonl")
     assert row["variant"] == "alternate" and quality.row_label(row) == "diger-end-to-end-frqud [alternate]"
+
+
+def test_speed_blocks_render_from_their_json_files(tmp_path):
+    """``<!-- speed:... -->`` blocks: the pipeline table leaves setup stages out and names a failed size."""
+    result = {
+        "items": 1000,
+        "users": 1000,
+        "interactions": 10000,
+        "stages": [
+            {"stage": "write synthetic Parquet (setup)", "seconds": 0.5, "peak_mb": 300},
+            {"stage": "read", "seconds": 1.25, "peak_mb": 1200, "note": "ten per user"},
+        ],
+    }
+    failed = {"items": 10**7, "failed": ["MemoryError"]}
+    (tmp_path / "scale_pipeline_toy.json").write_text(json.dumps([result, failed]))
+    text = "a\n<!-- speed:scale_pipeline_toy -->\nold\n<!-- /speed -->\nb\n"
+    rendered = quality.render_readme(text, results_dir=tmp_path)
+    assert rendered == (
+        "a\n<!-- speed:scale_pipeline_toy -->\n"
+        "| stage | 1,000 items, 0.01M interactions: s / peak MB |\n| --- | ---: |\n| read | 1.25 / 1,200 |\n\n"
+        "- 1,000 items, read: ten per user\n- 10,000,000 items: failed (MemoryError)\n<!-- /speed -->\nb\n"
+    )
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(ValueError, match="no table renderer"):
+        quality.render_readme("<!-- speed:other -->\n<!-- /speed -->", results_dir=tmp_path)

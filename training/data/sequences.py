@@ -15,19 +15,20 @@ problem and the setting to change, because a data loader is the first thing a ne
 
 from __future__ import annotations
 
+import hashlib
 import html
 import operator
 import re
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from datasets import Dataset, DatasetDict, Features, Value
+from datasets import Dataset, DatasetDict, DatasetInfo, Features, Value
 
 from .config import DataConfig
 from .readers import FORMATS, READERS, DataFormatError, RawData, detect_format
@@ -319,14 +320,28 @@ def k_core(users: np.ndarray, items: np.ndarray, min_user: int, min_item: int) -
         keep = new
 
 
-def _windows(ends: np.ndarray, starts: np.ndarray, flat: np.ndarray, max_history: int) -> pa.ListArray:
-    """Histories ``flat[max(start, end - max_history):end]`` per row, built without a Python loop."""
-    begins = np.maximum(starts, ends - max_history)
-    lengths = ends - begins
-    offsets = np.zeros(len(ends) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    index = np.repeat(begins - offsets[:-1], lengths) + np.arange(offsets[-1])
-    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), pa.array(flat[index], type=pa.int64()))
+WINDOW_ROWS = 1 << 20  # rows per Arrow chunk of a split: bounds the temporaries and keeps int32 offsets
+
+
+def _windows(ends: np.ndarray, starts: np.ndarray, flat: np.ndarray, max_history: int) -> pa.ChunkedArray:
+    """Histories ``flat[max(start, end - max_history):end]`` per row, built without a Python loop.
+
+    Built ``WINDOW_ROWS`` rows at a time, one Arrow list chunk each: the gather indices of one chunk
+    are the only temporary (a whole 70M-row train split at once held four copies of every history),
+    and each chunk's int32 offsets stay far below 2**31 however large the split grows.
+    """
+    chunks = []
+    for first in range(0, max(len(ends), 1), WINDOW_ROWS):
+        end, start = ends[first : first + WINDOW_ROWS], starts[first : first + WINDOW_ROWS]
+        begins = np.maximum(start, end - max_history)
+        lengths = end - begins
+        offsets = np.zeros(len(end) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        index = np.repeat(begins - offsets[:-1], lengths)
+        index += np.arange(offsets[-1])
+        values = pa.array(flat[index], type=pa.int64())
+        chunks.append(pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values))
+    return pa.chunked_array(chunks, type=pa.list_(pa.int64()))
 
 
 def _build_splits(flat: np.ndarray, lengths: np.ndarray, max_history: int) -> DatasetDict:
@@ -340,26 +355,42 @@ def _build_splits(flat: np.ndarray, lengths: np.ndarray, max_history: int) -> Da
     per_user = lengths - 3
     train_users = np.repeat(users, per_user)
     train_starts = np.repeat(starts, per_user)
-    first_row = np.repeat(np.cumsum(per_user) - per_user, per_user)
-    train_ends = train_starts + 1 + (np.arange(len(train_users)) - first_row)  # j = 1 .. n-3
+    train_ends = np.arange(len(train_users), dtype=np.int64)  # j = 1 .. n-3 within each user:
+    train_ends -= np.repeat(np.cumsum(per_user) - per_user, per_user)  # row within its user ...
+    train_ends += train_starts + 1  # ... as a position in ``flat``
     rows = {
         "train": (train_users, train_starts, train_ends),
         "validation": (users, starts, starts + lengths - 2),
         "test": (users, starts, starts + lengths - 1),
     }
+    digest = hashlib.blake2b(np.ascontiguousarray(flat).data, digest_size=16)
+    digest.update(np.ascontiguousarray(lengths).data)
+    digest.update(str(max_history).encode())
     return DatasetDict(
         {
-            name: Dataset.from_dict(
-                {
-                    "user": pa.array(split_users, type=pa.int64()),
-                    "history": _windows(ends, split_starts, flat, max_history),
-                    "target": pa.array(flat[ends], type=pa.int64()),
-                },
-                features=SPLIT_FEATURES,
-            )
-            for name, (split_users, split_starts, ends) in rows.items()
+            name: _split(flat, *columns, max_history, fingerprint=f"{digest.hexdigest()}-{name}")
+            for name, columns in rows.items()
         }
     )
+
+
+def _split(
+    flat: np.ndarray, users: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_history: int, fingerprint: str
+) -> Dataset:
+    """One split as an in-memory Arrow table already in ``SPLIT_FEATURES``' types (no cast, no copy).
+
+    The fingerprint is a hash of the sequences the split is cut from: without one, ``Dataset`` pickles
+    the whole table to hash it, a transient copy of every split (1.5 GB at 10M interactions).
+    """
+    table = pa.table(
+        {
+            "user": pa.array(users, type=pa.int64()),
+            "history": _windows(ends, starts, flat, max_history),
+            "target": pa.array(flat[ends], type=pa.int64()),
+        },
+        schema=SPLIT_FEATURES.arrow_schema,
+    )
+    return Dataset(table, info=DatasetInfo(features=SPLIT_FEATURES), fingerprint=fingerprint)
 
 
 def _drop_last(flat: np.ndarray, lengths: np.ndarray, config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -403,6 +434,77 @@ def _dataset_name(root: Path) -> str:
     return root.parent.name if stem.lower() in ("interactions", "reviews") else stem
 
 
+def _index_interactions(
+    raw: RawData, config: DataConfig, verbose: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(user ids, item ids, flat item indices, lengths): sorted, de-duplicated, k-core filtered, indexed.
+
+    Its own function so that the per-interaction temporaries (codes, sort orders, masks: a dozen
+    arrays of one int64 per interaction) are freed on return, before the item texts and the splits
+    are built; at 100M interactions each one is 0.8 GB.
+    """
+    inter = raw.interactions
+    source = raw.interactions_name
+    if inter.empty:
+        raise DataFormatError(f"{source} has no interactions; check data.path / data.interactions_file")
+    _require(inter, raw.user, source, raw.fix["user"])
+    _require(inter, raw.item, source, raw.fix["item"])
+    if raw.order is not None:
+        _require(inter, raw.order, source, raw.fix["order"])
+
+    (user_codes, user_uniques), (item_codes, item_uniques) = (
+        _factorize_ids(inter[column], column, source) for column in (raw.user, raw.item)
+    )
+    rows = np.arange(len(inter), dtype=np.int64)
+    order = rows if raw.order is None else _order_values(inter[raw.order], raw.order, source, raw.fix["order"])
+
+    ranked = np.lexsort((rows, order, user_codes))  # per user, chronological; ties keep file order
+    del rows, order
+    user_codes, item_codes = user_codes[ranked], item_codes[ranked]
+    del ranked
+    if raw.deduplicate:
+        pair = pd.DataFrame({"u": user_codes, "i": item_codes}).duplicated().to_numpy()
+        user_codes, item_codes = user_codes[~pair], item_codes[~pair]
+    if config.max_users is not None:
+        labels = np.asarray(user_uniques).astype(str).astype(object)
+        chosen = set(_sorted_ids(labels)[: config.max_users])
+        allowed = np.fromiter((u in chosen for u in labels), dtype=bool, count=len(labels))
+        mask = allowed[user_codes]
+        user_codes, item_codes = user_codes[mask], item_codes[mask]
+    before = (len(np.unique(user_codes)), len(np.unique(item_codes)), len(user_codes))
+    min_user = max(config.min_user_interactions, MIN_SEQUENCE)
+    keep = k_core(user_codes, item_codes, min_user, config.min_item_interactions)
+    if not keep.any():
+        raise DataFormatError(
+            f"no users left after k-core filtering of {before[0]:,} users / {before[1]:,} items / "
+            f"{before[2]:,} interactions (min_user_interactions={config.min_user_interactions}, "
+            f"min_item_interactions={config.min_item_interactions}, and every user needs {MIN_SEQUENCE}); "
+            "lower data.min_user_interactions / data.min_item_interactions"
+            + (" or raise data.max_users" if config.max_users is not None else "")
+        )
+    user_codes, item_codes = user_codes[keep], item_codes[keep]
+
+    kept = len(user_codes)
+    user_ids, user_index = _rank_codes(user_codes, user_uniques)
+    item_ids, item_index = _rank_codes(item_codes, item_uniques)
+    del user_codes, item_codes
+    regroup = np.argsort(user_index, kind="stable")  # rows are already chronological within each user
+    flat = item_index[regroup].astype(np.int64)
+    del regroup, item_index
+    lengths = np.bincount(user_index, minlength=len(user_ids)).astype(np.int64)
+    if config.drop_last:
+        flat, lengths = _drop_last(flat, lengths, config)
+    if verbose and kept < before[2]:
+        print(
+            f"filtering (min_user_interactions={config.min_user_interactions}, min_item_interactions="
+            f"{config.min_item_interactions}, >= {MIN_SEQUENCE} per user) kept {len(user_ids):,} of "
+            f"{before[0]:,} users, {len(item_ids):,} of {before[1]:,} items, {kept:,} of "
+            f"{before[2]:,} interactions"
+        )
+
+    return user_ids, item_ids, flat, lengths
+
+
 def load_sequential_data(config: DataConfig, verbose: bool = True) -> SequentialData:
     """Read, k-core filter, index and split a data set as ``config`` describes.
 
@@ -423,61 +525,9 @@ def load_sequential_data(config: DataConfig, verbose: bool = True) -> Sequential
         )
     fmt = detect_format(root, config) if config.format == "auto" else config.format
     raw = READERS[fmt](config, root)
-    inter = raw.interactions
-    source = raw.interactions_name
-    if inter.empty:
-        raise DataFormatError(f"{source} has no interactions; check data.path / data.interactions_file")
-    _require(inter, raw.user, source, raw.fix["user"])
-    _require(inter, raw.item, source, raw.fix["item"])
-    if raw.order is not None:
-        _require(inter, raw.order, source, raw.fix["order"])
-
-    (user_codes, user_uniques), (item_codes, item_uniques) = (
-        _factorize_ids(inter[column], column, source) for column in (raw.user, raw.item)
-    )
-    rows = np.arange(len(inter), dtype=np.int64)
-    order = rows if raw.order is None else _order_values(inter[raw.order], raw.order, source, raw.fix["order"])
-
-    ranked = np.lexsort((rows, order, user_codes))  # per user, chronological; ties keep file order
-    user_codes, item_codes, order, rows = user_codes[ranked], item_codes[ranked], order[ranked], rows[ranked]
-    if raw.deduplicate:
-        pair = pd.DataFrame({"u": user_codes, "i": item_codes}).duplicated().to_numpy()
-        user_codes, item_codes, order, rows = (a[~pair] for a in (user_codes, item_codes, order, rows))
-    if config.max_users is not None:
-        labels = np.asarray(user_uniques).astype(str).astype(object)
-        chosen = set(_sorted_ids(labels)[: config.max_users])
-        allowed = np.fromiter((u in chosen for u in labels), dtype=bool, count=len(labels))
-        mask = allowed[user_codes]
-        user_codes, item_codes, order, rows = (a[mask] for a in (user_codes, item_codes, order, rows))
-    before = (len(np.unique(user_codes)), len(np.unique(item_codes)), len(user_codes))
-    min_user = max(config.min_user_interactions, MIN_SEQUENCE)
-    keep = k_core(user_codes, item_codes, min_user, config.min_item_interactions)
-    if not keep.any():
-        raise DataFormatError(
-            f"no users left after k-core filtering of {before[0]:,} users / {before[1]:,} items / "
-            f"{before[2]:,} interactions (min_user_interactions={config.min_user_interactions}, "
-            f"min_item_interactions={config.min_item_interactions}, and every user needs {MIN_SEQUENCE}); "
-            "lower data.min_user_interactions / data.min_item_interactions"
-            + (" or raise data.max_users" if config.max_users is not None else "")
-        )
-    user_codes, item_codes = user_codes[keep], item_codes[keep]
-
-    user_ids, user_index = _rank_codes(user_codes, user_uniques)
-    item_ids, item_index = _rank_codes(item_codes, item_uniques)
-    regroup = np.argsort(user_index, kind="stable")  # rows are already chronological within each user
-    flat = item_index[regroup].astype(np.int64)
-    lengths = np.bincount(user_index, minlength=len(user_ids)).astype(np.int64)
-    if config.drop_last:
-        flat, lengths = _drop_last(flat, lengths, config)
+    user_ids, item_ids, flat, lengths = _index_interactions(raw, config, verbose)
+    raw = replace(raw, interactions=raw.interactions.iloc[:0])  # the frame is done with: free it for what follows
     sequences = UserSequences(flat, lengths)
-    if verbose and len(user_codes) < before[2]:
-        print(
-            f"filtering (min_user_interactions={config.min_user_interactions}, min_item_interactions="
-            f"{config.min_item_interactions}, >= {MIN_SEQUENCE} per user) kept {len(user_ids):,} of "
-            f"{before[0]:,} users, {len(item_ids):,} of {before[1]:,} items, {len(user_codes):,} of "
-            f"{before[2]:,} interactions"
-        )
-
     texts, titles = _item_metadata(raw, config, item_ids)
     data = SequentialData(
         name=_dataset_name(root),
@@ -514,7 +564,8 @@ def _item_metadata(raw: RawData, config: DataConfig, item_ids: np.ndarray) -> tu
             f"none of data.text_fields ({', '.join(fields)}) is a column of {name} (columns: {shown}); "
             "set data.text_fields"
         )
-    table = items.assign(_key=_id_strings(items[key]).to_numpy()).drop_duplicates("_key").set_index("_key")
+    columns = [c for c in dict.fromkeys([*fields, "title"]) if c in items.columns]
+    table = items[columns].assign(_key=_id_strings(items[key]).to_numpy()).drop_duplicates("_key").set_index("_key")
     present = pd.Index(item_ids).isin(table.index)
     missing = int((~present).sum())
     if missing:
@@ -523,8 +574,11 @@ def _item_metadata(raw: RawData, config: DataConfig, item_ids: np.ndarray) -> tu
             f"{missing:,} of {len(item_ids):,} items have no row in {name} (e.g. {examples}); their text is empty",
             stacklevel=3,
         )
-    columns = [c for c in dict.fromkeys([*fields, "title"]) if c in table.columns]
-    records = table[columns].reindex(item_ids).to_dict("records")
-    texts = [_item_text(record, fields) for record in records]
-    titles = [_field_text("title", record.get("title")) for record in records]
+    table = table.reindex(item_ids)
+    # One row's record at a time (``to_dict("records")`` held a dict per item: 7 GB at 10M items).
+    texts, titles = [], []
+    for values in zip(*(table[column].tolist() for column in columns), strict=True):
+        record = dict(zip(columns, values, strict=True))
+        texts.append(_item_text(record, fields))
+        titles.append(_field_text("title", record.get("title")))
     return texts, titles
