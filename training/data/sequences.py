@@ -213,11 +213,14 @@ def _field_text(name: str, value: Any) -> str:
     return text
 
 
-def _item_text(record: dict[str, Any], fields: list[str]) -> str:
-    """``"title: X. brand: Y. categories: A, B"``: one ``name: value`` per non-empty field, in ``fields`` order."""
+def _item_text(field_texts: dict[str, str], fields: list[str]) -> str:
+    """``"title: X. brand: Y. categories: A, B"``: one ``name: value`` per non-empty field, in ``fields`` order.
+
+    ``field_texts`` holds each field's :func:`_field_text` (computed once: the title is also kept alone).
+    """
     parts = []
     for name in fields:
-        text = _field_text(name, record.get(name)).rstrip(" .")
+        text = field_texts[name].rstrip(" .")
         if text.strip(" .,;:-"):  # LETTER-style cleaning leaves '.' for an empty description
             parts.append(f"{name}: {text}")
     return ". ".join(parts)
@@ -259,13 +262,18 @@ def _sorted_ids(unique: np.ndarray) -> np.ndarray:
     return np.array(sorted(strings), dtype=object)
 
 
+def _present_codes(codes: np.ndarray, size: int) -> np.ndarray:
+    """The sorted distinct values of ``codes`` (all in ``[0, size)``): ``np.unique`` by counting, 50x faster."""
+    return np.flatnonzero(np.bincount(codes, minlength=size))
+
+
 def _rank_codes(codes: np.ndarray, uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted raw id strings, index of each row's id into them) for the ids that ``codes`` uses.
 
     The order is :func:`_sorted_ids`'s: numeric for integer ids (sorted by numpy when they came from
     an integer column), else by string. Computed on the distinct ids only, never per row.
     """
-    present = np.unique(codes)
+    present = _present_codes(codes, len(uniques))
     mapping = np.full(len(uniques), -1, dtype=np.int64)
     if np.issubdtype(np.asarray(uniques).dtype, np.integer):
         ranked = present[np.argsort(uniques[present], kind="stable")]
@@ -471,7 +479,11 @@ def _index_interactions(
         allowed = np.fromiter((u in chosen for u in labels), dtype=bool, count=len(labels))
         mask = allowed[user_codes]
         user_codes, item_codes = user_codes[mask], item_codes[mask]
-    before = (len(np.unique(user_codes)), len(np.unique(item_codes)), len(user_codes))
+    before = (
+        len(_present_codes(user_codes, len(user_uniques))),
+        len(_present_codes(item_codes, len(item_uniques))),
+        len(user_codes),
+    )
     min_user = max(config.min_user_interactions, MIN_SEQUENCE)
     keep = k_core(user_codes, item_codes, min_user, config.min_item_interactions)
     if not keep.any():
@@ -566,7 +578,7 @@ def _item_metadata(raw: RawData, config: DataConfig, item_ids: np.ndarray) -> tu
         )
     columns = [c for c in dict.fromkeys([*fields, "title"]) if c in items.columns]
     table = items[columns].assign(_key=_id_strings(items[key]).to_numpy()).drop_duplicates("_key").set_index("_key")
-    present = pd.Index(item_ids).isin(table.index)
+    present = table.index.get_indexer(item_ids) >= 0  # (``Index.isin`` on strings: 15x slower at 1M items)
     missing = int((~present).sum())
     if missing:
         examples = ", ".join(map(str, np.asarray(item_ids)[~present][:5]))
@@ -577,8 +589,10 @@ def _item_metadata(raw: RawData, config: DataConfig, item_ids: np.ndarray) -> tu
     table = table.reindex(item_ids)
     # One row's record at a time (``to_dict("records")`` held a dict per item: 7 GB at 10M items).
     texts, titles = [], []
+    names = list(dict.fromkeys([*fields, "title"]))
     for values in zip(*(table[column].tolist() for column in columns), strict=True):
         record = dict(zip(columns, values, strict=True))
-        texts.append(_item_text(record, fields))
-        titles.append(_field_text("title", record.get("title")))
+        field_texts = {name: _field_text(name, record.get(name)) for name in names}
+        texts.append(_item_text(field_texts, fields))
+        titles.append(field_texts["title"])
     return texts, titles
