@@ -53,6 +53,11 @@ def pipeline_table(results: list[dict]) -> str:
             cells.append("-" if row is None else f"{row['seconds']} / {row['peak_mb']:,}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     notes = [
+        f"- {result['items']:,} items: the trie holds {result['trie_mb']} MB"
+        for result in finished
+        if "trie_mb" in result
+    ]
+    notes += [
         f"- {result['items']:,} items, {row['stage']}: {row['note']}"
         for result in finished
         for row in result["stages"]
