@@ -113,8 +113,6 @@ class PrefixTrie:
             raise ValueError(f"{len(token_offsets)} token offsets for {num_levels} levels")
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if torch.unique(codes, dim=0).size(0) != num_items:
-            raise ValueError("two items share a full semantic ID; append a collision level first")
         self.codebook_size = codebook_size
         self.token_offsets = list(token_offsets)
         self.num_items = num_items
@@ -122,12 +120,18 @@ class PrefixTrie:
         parent = torch.zeros(num_items, dtype=torch.long)  # node id of each item's prefix at this level
         num_parents = 1
         for level in range(num_levels):
-            if level == num_levels - 1:
-                child = torch.arange(num_items)
-            else:
-                _, child = torch.unique(codes[:, : level + 1], dim=0, return_inverse=True)
+            # A prefix one code longer is its parent node and that code: numbering the distinct
+            # (parent, code) pairs in sorted order numbers the longer prefixes in lexicographic order
+            # (parents are), with one 1-D unique per level (``unique(dim=0)`` on the prefixes was 90%
+            # of building a 1M-item trie).
             edges, first = torch.unique(parent * codebook_size + codes[:, level], return_inverse=True)
-            edge_child = torch.empty(len(edges), dtype=torch.long).scatter_(0, first, child)
+            if level < num_levels - 1:
+                child, edge_child = first, torch.arange(len(edges))
+            else:  # the last level's node is the item itself, so every full ID must be distinct
+                if len(edges) != num_items:
+                    raise ValueError("two items share a full semantic ID; append a collision level first")
+                child = torch.arange(num_items)
+                edge_child = torch.empty(len(edges), dtype=torch.long).scatter_(0, first, child)
             edge_parent, edge_code = edges // codebook_size, edges % codebook_size
             entries = num_parents * codebook_size
             dense = layout == "dense" or (layout == "auto" and (entries <= SMALL_TABLE or entries <= 4 * len(edges)))
