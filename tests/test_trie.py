@@ -114,3 +114,23 @@ def test_beam_search_ranks_the_same_over_a_sparse_trie(tiny_model, tokenizer, sc
     # The stock-generate route (the LogitsProcessor) reads the same levels and finds the same items.
     stock = tiny_model.recommend_with_generate(histories[:8], sparse, top_k=10, num_beams=10)
     assert torch.equal(stock.items, tiny_model.recommend_with_generate(histories[:8], tokenizer, 10, 10).items)
+
+
+@settings(deadline=None, max_examples=25)
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["auto", "dense", "sparse"]))
+def test_prefix_nodes_are_numbered_in_lexicographic_order(seed, layout):
+    """Each level's node of a prefix is that prefix's rank among the distinct prefixes, sorted.
+
+    The trie numbers prefixes from the distinct (parent, code) pairs; this pins that the numbering is
+    the one ``unique(dim=0)`` on the prefixes gives (what the trie built before, and what DIGER's
+    per-epoch rebuild and ``walk`` rely on).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    codes = torch.unique(torch.randint(0, 6, (40, 3), generator=generator), dim=0)
+    codes = codes[torch.randperm(len(codes), generator=generator)]  # items in no particular order
+    trie = PrefixTrie(codes, 6, [1, 7, 13], layout=layout)
+    tokens = codes + torch.tensor([1, 7, 13])
+    for level in range(codes.size(1) - 1):
+        _, expected = torch.unique(codes[:, : level + 1], dim=0, return_inverse=True)
+        assert torch.equal(trie.walk(tokens[:, : level + 1]), expected)
+    assert torch.equal(trie.walk(tokens), torch.arange(len(codes)))  # a full ID's node is its item
