@@ -8,7 +8,9 @@ synthetic data of N items, N users and 10 N interactions, written as Parquet: re
 the interactions, the training counts, embedding item texts (MiniLM on a sample of texts, reported as
 a rate: it is linear in N), fitting the RQ-VAE on a sample and coding every item, building the
 tokenizer and its trie, encoding test histories and ``recommend`` with a demo-size SID-T5. Each stage
-prints its seconds and the process's peak resident memory after it.
+prints its seconds and the process's peak resident memory after it. Embeddings larger than
+``--max-embedding-gb`` are written as shard files and read on demand (``EmbeddingShards``, as
+``embed_texts(keep_shards=True)`` returns them), so the RQ-VAE stage runs at every size.
 
 Trie mode:
 For each catalogue size, random unique codes (the worst case for sparsity: no two items share a
@@ -73,6 +75,19 @@ def write_synthetic(directory: Path, items: int, seed: int = 0) -> None:
     )
 
 
+def write_random_shards(folder: Path, items: int, rows: int = 1_000_000):
+    """Random 384-d embeddings for ``items`` items as safetensors shards, returned as ``EmbeddingShards``."""
+    from safetensors.torch import save_file
+
+    from sidrec.training.embeddings import EmbeddingShards
+
+    generator, paths = torch.Generator().manual_seed(0), []
+    for number, start in enumerate(range(0, items, rows)):
+        paths.append(folder / f"shard-{number:05d}.safetensors")
+        save_file({"embeddings": torch.randn(min(rows, items - start), 384, generator=generator)}, str(paths[-1]))
+    return EmbeddingShards(paths)
+
+
 class Stages:
     """Times each stage and records the peak memory after it."""
 
@@ -103,7 +118,6 @@ def pipeline_one(items: int, fit_sample: int, embed_sample: int, users: int, max
     """Every stage on one synthetic catalogue of ``items`` items; returns the stage rows."""
     from sidrec import SemanticIDTokenizer, SIDT5Config, SIDT5ForConditionalGeneration
     from sidrec.tokenization.configuration_quantizer import SemanticIDQuantizerConfig
-    from sidrec.tokenization.semantic_codes import append_collision_level
     from sidrec.training.data.config import DataConfig
     from sidrec.training.data.sequences import load_sequential_data
     from sidrec.training.fit_quantizer import fit_quantizer
@@ -125,25 +139,25 @@ def pipeline_one(items: int, fit_sample: int, embed_sample: int, users: int, max
         f"{len(sample):,} texts at {rate:.0f} texts/s: {data.num_items / rate / 3600:.2f} h for all {data.num_items:,}"
     )
     gigabytes = data.num_items * 384 * 4 / 2**30
-    if gigabytes <= max_embedding_gb:
-        embeddings = stages.run(
-            "random 384-d item embeddings (setup)",
-            lambda: torch.randn(data.num_items, 384, generator=torch.Generator().manual_seed(0)),
-        )
-        quantizer = SemanticIDQuantizerConfig(input_dim=384, hidden_dims=[512, 256, 128], latent_dim=32, num_levels=3)
+    quantizer = SemanticIDQuantizerConfig(input_dim=384, hidden_dims=[512, 256, 128], latent_dim=32, num_levels=3)
+    with tempfile.TemporaryDirectory() as shard_folder:
+        if gigabytes <= max_embedding_gb:
+            embeddings = stages.run(
+                "random 384-d item embeddings (setup)",
+                lambda: torch.randn(data.num_items, 384, generator=torch.Generator().manual_seed(0)),
+            )
+        else:  # as ``embed_texts(keep_shards=True)`` leaves them: shard files read on demand
+            embeddings = stages.run(
+                "random 384-d item embeddings, written as 1M-row shards (setup)",
+                lambda: write_random_shards(Path(shard_folder), data.num_items),
+                note=f"{gigabytes:.1f} GB of float32 embeddings (over --max-embedding-gb) left on disk",
+            )
         codes = stages.run(
             "RQ-VAE: fit on a sample (5 epochs), code every item",
             lambda: fit_quantizer(embeddings, quantizer, epochs=5, fit_sample=fit_sample).codes,
             note=f"fitted on {min(fit_sample, data.num_items):,} items",
         )
         embeddings = None  # free the catalogue's embeddings before the next stages
-    else:
-        generator = torch.Generator().manual_seed(0)
-        codes = stages.run(
-            "random unique codes (setup)",
-            lambda: append_collision_level(torch.randint(0, 256, (data.num_items, 3), generator=generator), 256),
-            note=f"RQ-VAE stage skipped: {gigabytes:.1f} GB of float32 embeddings exceed --max-embedding-gb",
-        )
     tokenizer = stages.run(
         "tokenizer and trie",
         lambda: SemanticIDTokenizer(item_codes=codes, num_levels=4, codebook_size=256, max_history=20),
@@ -209,7 +223,9 @@ def main() -> None:
     parser.add_argument("--fit-sample", type=int, default=100_000, help="items the RQ-VAE is fitted on")
     parser.add_argument("--embed-sample", type=int, default=2_000, help="texts MiniLM embeds to measure its rate")
     parser.add_argument("--users", type=int, default=256, help="test users encoded and recommended for")
-    parser.add_argument("--max-embedding-gb", type=float, default=6.0, help="above it, random codes replace the RQ-VAE")
+    parser.add_argument(
+        "--max-embedding-gb", type=float, default=6.0, help="above it the embeddings stay on disk (EmbeddingShards)"
+    )
     parser.add_argument("--output", default=None, help="write the pipeline results JSON here")
     args = parser.parse_args()
     if args.pipeline_one is not None:

@@ -34,7 +34,11 @@ def test_pipeline_stages_on_a_small_catalogue():
     assert fit["note"] == "fitted on 1,000 items"
 
 
-def test_pipeline_replaces_the_rq_vae_by_random_codes_above_the_memory_limit():
+def test_pipeline_codes_from_shards_on_disk_above_the_memory_limit():
+    """Above ``--max-embedding-gb`` the embeddings are shard files read on demand, and every item is coded."""
     result = bench_scale.pipeline_one(2000, fit_sample=1000, embed_sample=8, users=8, max_embedding_gb=0.0)
-    skipped = next(row for row in result["stages"] if row["stage"] == "random unique codes (setup)")
-    assert "RQ-VAE stage skipped" in skipped["note"]
+    stages = {row["stage"]: row for row in result["stages"]}
+    written = stages["random 384-d item embeddings, written as 1M-row shards (setup)"]
+    assert "left on disk" in written["note"]
+    assert stages["RQ-VAE: fit on a sample (5 epochs), code every item"]["note"] == "fitted on 1,000 items"
+    assert "random 384-d item embeddings (setup)" not in stages and result["trie_mb"] > 0

@@ -153,3 +153,33 @@ def test_distance_scale_is_the_median_nearest_to_second_gap_by_hand():
     out = quantizer.assign(points[:1])
     assert out.codes.tolist() == [[1, 1]]  # the nearest code does not depend on the unit
     assert out.probs[0, 0, 1].item() == pytest.approx(1 / (1 + math.exp(-1.0)), rel=1e-5)  # gap 1.2 = 1 unit
+
+
+def test_a_memory_mapped_table_fits_and_codes_like_the_tensor(title_embeddings, tmp_path):
+    """``EmbeddingShards`` (rows read from shard files on demand) gives ``fit_quantizer`` the same codes
+    as the in-memory table, with and without ``fit_sample``, and reads rows like a tensor."""
+    from safetensors.torch import save_file
+
+    from sidrec.training.embeddings import EmbeddingShards
+    from sidrec.training.fit_quantizer import fit_quantizer
+
+    items = title_embeddings[:600]
+    paths = [tmp_path / f"shard-{number}.safetensors" for number in range(3)]
+    for path, start in zip(paths, (0, 256, 512), strict=True):  # shards of 256, 256 and 88 rows
+        save_file({"embeddings": items[start : start + 256].contiguous()}, str(path))
+    table = EmbeddingShards(paths)
+    assert table.shape == items.shape and len(table) == 600 and table.dim() == 2
+    assert torch.equal(table[:], items) and torch.equal(table[250:520], items[250:520])
+    assert torch.equal(table[::7], items[::7])
+    index = torch.tensor([[599, 0, 256], [255, 511, 599]])  # across shards, out of order, repeated
+    assert torch.equal(table[index], items[index]) and torch.equal(table[torch.tensor([-1])], items[-1:])
+    with pytest.raises(IndexError, match="600 rows"):
+        table[torch.tensor([600])]
+    config = SemanticIDQuantizerConfig(input_dim=384, hidden_dims=[32], latent_dim=8, num_levels=2, codebook_size=32)
+    for sample in (None, 150):
+        in_memory = fit_quantizer(items, config, epochs=2, seed=3, fit_sample=sample)
+        on_disk = fit_quantizer(table, config, epochs=2, seed=3, fit_sample=sample)
+        assert torch.equal(on_disk.codes, in_memory.codes)
+    save_file({"other": items[:4].contiguous()}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="no \\(N, d\\) float32 tensor named 'embeddings'"):
+        EmbeddingShards([tmp_path / "other.safetensors"])

@@ -291,6 +291,13 @@ def test_sharded_embedding_resumes_after_an_interruption(scientific, tmp_path, m
     assert not shards.exists() and len(list((tmp_path / "run").glob("*.safetensors"))) == 1
     unsharded = embeddings.embed_texts(titles, cache_dir=None, max_seq_length=16, show_progress_bar=False)
     torch.testing.assert_close(resumed, unsharded, atol=1e-5, rtol=1e-4)  # batch shapes differ, values do not
+    calls.clear()
+    kept = embeddings.embed_texts(titles, cache_dir=str(tmp_path / "kept"), keep_shards=True, **settings)
+    assert isinstance(kept, embeddings.EmbeddingShards) and calls == [16, 16, 8]
+    assert torch.equal(kept[:], whole) and len(list((tmp_path / "kept").glob("*.shards/*"))) == 3  # left on disk
+    calls.clear()
+    assert torch.equal(embeddings.embed_texts(titles, cache_dir=str(tmp_path / "kept"), **settings), whole)
+    assert calls == []  # the kept shards are the cache: joined now, not re-embedded
 
 
 def test_sharded_embedding_splits_shards_across_processes(scientific, tmp_path, monkeypatch):

@@ -7,9 +7,11 @@ result depends only on the encoder and the texts, so it is cached under a key ma
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -67,7 +69,8 @@ def embed_texts(
     device: str | None = None,
     show_progress_bar: bool = True,
     shard_size: int = 50_000,
-) -> torch.Tensor:
+    keep_shards: bool = False,
+) -> torch.Tensor | EmbeddingShards:
     """Embed ``texts`` (one per item) into an (N, d) float tensor, reusing the cache when it matches.
 
     A catalogue of more than ``shard_size`` texts is embedded in shards, each saved to the cache as it
@@ -75,6 +78,10 @@ def embed_texts(
     at the first missing shard. Under ``accelerate launch`` every process embeds its own share of the
     shards (shard ``i`` goes to process ``i mod num_processes``) and all of them return the whole
     table. Up to ``shard_size`` texts the result is one ``encode`` call, as it always was.
+
+    ``keep_shards`` returns a sharded catalogue as :class:`EmbeddingShards` (memory-mapped, read row
+    by row as asked) instead of one tensor: a 10M-item table of 384 floats is 14 GB, which
+    ``fit_quantizer`` can fit on a sample of and code a chunk at a time without ever holding.
     """
     if not texts:
         raise ValueError("embed_texts got no texts")
@@ -92,11 +99,13 @@ def embed_texts(
         _save_atomically(embeddings, cache_file, model_path)
         return embeddings
     return _embed_in_shards(
-        texts, model_path, max_seq_length, batch_size, cache_file, device, show_progress_bar, shard_size
+        texts, model_path, max_seq_length, batch_size, cache_file, device, show_progress_bar, shard_size, keep_shards
     )
 
 
-def _embed_in_shards(texts, model_path, max_seq_length, batch_size, cache_file, device, show_progress_bar, shard_size):
+def _embed_in_shards(
+    texts, model_path, max_seq_length, batch_size, cache_file, device, show_progress_bar, shard_size, keep_shards
+):
     from accelerate import PartialState
 
     state = PartialState()
@@ -109,6 +118,8 @@ def _embed_in_shards(texts, model_path, max_seq_length, batch_size, cache_file, 
         chunk = texts[starts[number] : starts[number] + shard_size]
         _save_atomically(_encode(encoder, chunk, batch_size, show_progress_bar), paths[number], model_path)
     state.wait_for_everyone()
+    if keep_shards:
+        return EmbeddingShards(paths)
     embeddings = torch.cat([load_file(str(path))["embeddings"] for path in paths])
     state.wait_for_everyone()  # every process has read the shards before the main one replaces them
     if state.is_main_process:
@@ -142,3 +153,70 @@ def _save_atomically(embeddings: torch.Tensor, path: Path, model_path: str) -> N
     tmp = path.with_suffix(".tmp")
     save_file({"embeddings": embeddings.contiguous()}, str(tmp), metadata={"model": model_path})
     os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file, an interruption leaves none
+
+
+class EmbeddingShards:
+    """A read-only (N, d) float32 table over safetensors shard files, memory-mapped, rows read on demand.
+
+    It answers what ``fit_quantizer`` and ``encode_codes`` ask of a table (``size``, ``len``, row
+    slices and index tensors) so a catalogue too large for memory is fitted on a sample and coded a
+    chunk at a time. Each shard holds one tensor named ``embeddings`` (as ``embed_texts`` writes them).
+    """
+
+    dtype = torch.float32
+
+    def __init__(self, paths: list[Path | str]):
+        if not paths:
+            raise ValueError("EmbeddingShards needs at least one shard file")
+        self.paths = [Path(path) for path in paths]
+        self._shards = [_memory_map(path) for path in self.paths]
+        widths = {shard.shape[1] for shard in self._shards}
+        if len(widths) != 1:
+            raise ValueError(f"shards of different widths {sorted(widths)}: {', '.join(map(str, self.paths))}")
+        self._starts = np.cumsum([0] + [shard.shape[0] for shard in self._shards])
+        self.shape = torch.Size((int(self._starts[-1]), widths.pop()))
+
+    def size(self, dim: int | None = None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def dim(self) -> int:
+        return 2
+
+    def __getitem__(self, index) -> torch.Tensor:
+        """Rows as a float32 tensor: ``table[a:b]`` (contiguous) or ``table[indices]`` (any order, repeats)."""
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return self[torch.arange(start, stop, step)]
+            pieces = []
+            for number, shard in enumerate(self._shards):
+                low, high = max(start, self._starts[number]), min(stop, self._starts[number + 1])
+                if low < high:
+                    pieces.append(shard[low - self._starts[number] : high - self._starts[number]])
+            rows = np.concatenate(pieces) if pieces else np.zeros((0, self.shape[1]), dtype=np.float32)
+            return torch.from_numpy(np.array(rows))
+        rows = torch.as_tensor(index, dtype=torch.long).reshape(-1).numpy()
+        if len(rows) and (rows.min() < -len(self) or rows.max() >= len(self)):
+            raise IndexError(f"row index out of range for a table of {len(self):,} rows")
+        rows = np.where(rows < 0, rows + len(self), rows)
+        out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
+        shard_of = np.searchsorted(self._starts, rows, side="right") - 1
+        for number in np.unique(shard_of):
+            mine = np.flatnonzero(shard_of == number)
+            out[mine] = self._shards[number][rows[mine] - self._starts[number]]
+        return torch.from_numpy(out).reshape(*torch.as_tensor(index).shape, self.shape[1])
+
+
+def _memory_map(path: Path) -> np.memmap:
+    """The ``embeddings`` tensor of a safetensors file as a read-only memory map (no copy, no load)."""
+    with open(path, "rb") as handle:
+        header_size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(header_size))
+    entry = header.get("embeddings")
+    if entry is None or entry.get("dtype") != "F32" or len(entry.get("shape", ())) != 2:
+        raise ValueError(f"{path} holds no (N, d) float32 tensor named 'embeddings'; re-embed the catalogue")
+    begin = entry["data_offsets"][0]
+    return np.memmap(path, dtype="<f4", mode="r", offset=8 + header_size + begin, shape=tuple(entry["shape"]))

@@ -7,12 +7,16 @@ fit takes seconds, and there is no evaluation or checkpointing to schedule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..tokenization.configuration_quantizer import SemanticIDQuantizerConfig
 from ..tokenization.modeling_quantizer import SemanticIDQuantizer
 from ..tokenization.semantic_codes import append_collision_level, code_statistics
+
+if TYPE_CHECKING:
+    from .embeddings import EmbeddingShards
 
 
 @dataclass
@@ -36,7 +40,7 @@ class QuantizerFit:
 
 
 def fit_quantizer(
-    embeddings: torch.Tensor,
+    embeddings: torch.Tensor | EmbeddingShards,
     config: SemanticIDQuantizerConfig,
     epochs: int = 300,
     batch_size: int = 1024,
@@ -58,6 +62,8 @@ def fit_quantizer(
     ``fit_sample`` bounds the fit for large catalogues: the RQ-VAE, its k-means initialisation and
     its distance unit are fitted on at most that many items drawn at random (seeded), and then every
     item is assigned its codes. An epoch then costs the same at 10M items as at ``fit_sample``.
+    ``embeddings`` may be an :class:`~sidrec.training.embeddings.EmbeddingShards` table on disk: only
+    the sample is read into memory, and the codes are assigned a chunk at a time.
     """
     if fit_sample is not None and (isinstance(fit_sample, bool) or not isinstance(fit_sample, int) or fit_sample < 1):
         raise ValueError(f"fit_sample must be a positive number of items or None, got {fit_sample!r}")
@@ -84,7 +90,12 @@ def _fit_items(count: int, fit_sample: int | None, seed: int) -> torch.LongTenso
 
 def _fit(embeddings, fitted, config, epochs, batch_size, learning_rate, kmeans_init, seed, regularizer) -> QuantizerFit:
     quantizer = SemanticIDQuantizer(config)
-    sample = embeddings if fitted is None else embeddings[fitted]
+    # The rows the fit sees, in memory (a table too large for memory, e.g. ``EmbeddingShards``, is only
+    # ever read for this sample and, a chunk at a time, for coding every item at the end).
+    if fitted is not None:
+        sample = embeddings[fitted]
+    else:
+        sample = embeddings if isinstance(embeddings, torch.Tensor) else embeddings[:]
     if kmeans_init:
         quantizer.init_codebooks_kmeans(sample, seed=seed)
     parameters = list(quantizer.parameters()) + (list(regularizer.parameters()) if regularizer is not None else [])
@@ -93,15 +104,14 @@ def _fit(embeddings, fitted, config, epochs, batch_size, learning_rate, kmeans_i
     history = []
     quantizer.train()
     for _ in range(epochs):
-        order = torch.randperm(sample.size(0), generator=generator)
-        if fitted is not None:
-            order = fitted[order]  # catalogue indices, as the regulariser reads them
+        order = torch.randperm(sample.size(0), generator=generator)  # rows of ``sample``
+        items_of = order if fitted is None else fitted[order]  # catalogue indices, as the regulariser reads them
         total, batches = 0.0, 0
         if regularizer is not None:
             regularizer.new_epoch(quantizer)
         for start in range(0, len(order), batch_size):
-            items = order[start : start + batch_size]
-            output = quantizer(embeddings[items])
+            items = items_of[start : start + batch_size]
+            output = quantizer(sample[order[start : start + batch_size]])
             loss = output.loss
             if regularizer is not None:
                 loss = loss + regularizer(quantizer, output, items)[0]
