@@ -139,7 +139,10 @@ def pipeline_one(items: int, fit_sample: int, embed_sample: int, users: int, max
         f"{len(sample):,} texts at {rate:.0f} texts/s: {data.num_items / rate / 3600:.2f} h for all {data.num_items:,}"
     )
     gigabytes = data.num_items * 384 * 4 / 2**30
-    quantizer = SemanticIDQuantizerConfig(input_dim=384, hidden_dims=[512, 256, 128], latent_dim=32, num_levels=3)
+    # 3 levels of 256 (16.7M IDs) left 1,189 of 10M random items on one ID, past the 256 codes of the
+    # collision level, so catalogues above 2M items get a fourth level.
+    levels = 3 if data.num_items <= 2_000_000 else 4
+    quantizer = SemanticIDQuantizerConfig(input_dim=384, hidden_dims=[512, 256, 128], latent_dim=32, num_levels=levels)
     with tempfile.TemporaryDirectory() as shard_folder:
         if gigabytes <= max_embedding_gb:
             embeddings = stages.run(
@@ -155,16 +158,17 @@ def pipeline_one(items: int, fit_sample: int, embed_sample: int, users: int, max
         codes = stages.run(
             "RQ-VAE: fit on a sample (5 epochs), code every item",
             lambda: fit_quantizer(embeddings, quantizer, epochs=5, fit_sample=fit_sample).codes,
-            note=f"fitted on {min(fit_sample, data.num_items):,} items",
+            note=f"fitted on {min(fit_sample, data.num_items):,} items, {levels} levels of 256 + collision level",
         )
         embeddings = None  # free the catalogue's embeddings before the next stages
     tokenizer = stages.run(
         "tokenizer and trie",
-        lambda: SemanticIDTokenizer(item_codes=codes, num_levels=4, codebook_size=256, max_history=20),
+        lambda: SemanticIDTokenizer(item_codes=codes, num_levels=levels + 1, codebook_size=256, max_history=20),
     )
     histories = [list(h) for h in data.splits["test"].select(range(users))["history"]]
     stages.run("encode test histories", lambda: tokenizer.encode_histories(histories), note=f"{users:,} users")
-    model = SIDT5ForConditionalGeneration(SIDT5Config(num_code_levels=4, codebook_size=256, **SIZES["demo"])).eval()
+    config = SIDT5Config(num_code_levels=levels + 1, codebook_size=256, **SIZES["demo"])
+    model = SIDT5ForConditionalGeneration(config).eval()
     found = stages.run(
         "recommend top-10, beam 20 (demo-size model)",
         lambda: model.recommend(histories, tokenizer, top_k=10, num_beams=20),

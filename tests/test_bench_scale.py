@@ -31,7 +31,7 @@ def test_pipeline_stages_on_a_small_catalogue():
     assert 0 < result["items"] <= 3000 and result["trie_mb"] > 0
     assert all(row["seconds"] >= 0 and row["peak_mb"] > 0 for row in result["stages"])
     fit = next(row for row in result["stages"] if row["stage"].startswith("RQ-VAE"))
-    assert fit["note"] == "fitted on 1,000 items"
+    assert fit["note"] == "fitted on 1,000 items, 3 levels of 256 + collision level"
 
 
 def test_pipeline_codes_from_shards_on_disk_above_the_memory_limit():
@@ -40,5 +40,6 @@ def test_pipeline_codes_from_shards_on_disk_above_the_memory_limit():
     stages = {row["stage"]: row for row in result["stages"]}
     written = stages["random 384-d item embeddings, written as 1M-row shards (setup)"]
     assert "left on disk" in written["note"]
-    assert stages["RQ-VAE: fit on a sample (5 epochs), code every item"]["note"] == "fitted on 1,000 items"
+    fit = stages["RQ-VAE: fit on a sample (5 epochs), code every item"]
+    assert fit["note"] == "fitted on 1,000 items, 3 levels of 256 + collision level"
     assert "random 384-d item embeddings (setup)" not in stages and result["trie_mb"] > 0
