@@ -395,7 +395,9 @@ def replace_blocks(text: str, opening: str, closing: str, render) -> str:
     out, position = [], 0
     while (start := text.find(opening, position)) >= 0:
         close = text.index("-->", start) + 3
-        stop = text.index(closing, close)
+        stop = text.find(closing, close)
+        if stop < 0:
+            raise ValueError(f"{text[start:close]} has no closing {closing}: add it after the table")
         out += [text[position:close], "\n", render(text[start + len(opening) : close - 3].strip()), "\n"]
         position = stop
     out.append(text[position:])
