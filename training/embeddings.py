@@ -196,8 +196,9 @@ class EmbeddingShards:
                 low, high = max(start, self._starts[number]), min(stop, self._starts[number + 1])
                 if low < high:
                     pieces.append(shard[low - self._starts[number] : high - self._starts[number]])
+            # ``concatenate`` copies out of the maps into one owned array: no second copy needed.
             rows = np.concatenate(pieces) if pieces else np.zeros((0, self.shape[1]), dtype=np.float32)
-            return torch.from_numpy(np.array(rows))
+            return torch.from_numpy(rows)
         rows = torch.as_tensor(index, dtype=torch.long).reshape(-1).numpy()
         if len(rows) and (rows.min() < -len(self) or rows.max() >= len(self)):
             raise IndexError(f"row index out of range for a table of {len(self):,} rows")
