@@ -80,6 +80,13 @@ def _ablation(name: str, variant: str, *overrides: str) -> GridRun:
     return GridRun(f"configs/scientific-{name}.yaml", "scientific", tuple(overrides), variant)
 
 
+NEAREST_CODES = ("joint.sinkhorn_epsilon=0", "joint.logits=calibrated")  # DIGER's best setting here (docs/diger.md)
+
+
+def _dmrec_weight(weight: str) -> str:
+    return f"training.objectives={{ce: 1.0, dmrec: {{strategy: mddm, beta: 0.5, weight: {weight}}}}}"
+
+
 # One option of DIGER's end-to-end mode at a time, over the FrqUD demo (issue: DIGER that works).
 DIGER_ABLATIONS = [
     _ablation("diger-frqud-demo", "warmup-1", "joint.tokenizer_warmup_epochs=1"),
@@ -91,7 +98,7 @@ DIGER_ABLATIONS = [
     # Why the reference mode loses to TIGER: its balanced starting codes alone (frozen from epoch 0), or
     # its churn alone (nearest codes, no Sinkhorn).
     _ablation("diger-reference-frqud-demo", "frozen-sinkhorn-codes", "joint.freeze_codes_epoch=0"),
-    _ablation("diger-reference-frqud-demo", "nearest-codes", "joint.sinkhorn_epsilon=0", "joint.logits=calibrated"),
+    _ablation("diger-reference-frqud-demo", "nearest-codes", *NEAREST_CODES),
 ]
 
 
@@ -119,6 +126,21 @@ GRIDS: dict[str, list[GridRun]] = {
         _sci("tiger-soda-demo"),
         _sci("joint-soda-demo"),
         _ablation("joint-soda-demo", "alternate", "joint.alternate=true", "joint.freeze_codes_epoch=3"),
+        # SODA over the best DIGER setting (reference mode, nearest codes): its gradient reaches the codebooks.
+        _ablation(
+            "diger-reference-frqud-demo",
+            "nearest-codes+soda",
+            *NEAREST_CODES,
+            "training.objectives={ce: 1.0, quantizer: {weight: 1.0, balance: 0.1}, soda: {weight: 1.0}}",
+        ),
+    ],
+    # DMRec-T5's matching weight, chosen on validation NDCG@10 at the demo budget (the recipe holds the choice).
+    "scientific-dmrec-t5": [
+        _sci("dmrec-t5-demo"),
+        *(
+            _ablation("dmrec-t5-demo", f"weight-{weight}", _dmrec_weight(weight))
+            for weight in ("0.01", "0.25")  # the recipe has 0.0001
+        ),
     ],
     # Collaborative semantic IDs read one converged SASRec (configs/scientific-sasrec.yaml, seed 42), which
     # the first of them trains into the cache (.cache/sidrec/collaborative/) and the rest reuse.
