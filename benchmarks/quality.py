@@ -21,9 +21,10 @@ whose schedule had annealed. ``long`` is the rule the first converged runs used
 hour per seed on CPU, so it is kept for a GPU. Each row records its budget's overrides.
 
 ``render`` writes every table between ``<!-- results:<dataset>:<budget>[:<protocol>[:<methods>]] -->``
-(protocol ``leave-one-out``, ``item-sets`` or ``codes``; methods a comma-separated list of method-name
-prefixes, e.g. ``tiger,diger``) and ``<!-- /results -->`` in the README and the docs pages
-(``codes``: level usage, collisions and churn of the semantic IDs each run was evaluated with):
+(protocol ``leave-one-out``, ``item-sets``, ``codes`` or ``validation``; methods a comma-separated list of
+method-name prefixes, e.g. ``tiger,diger``) and ``<!-- /results -->`` in the README and the docs pages
+(``codes``: level usage, collisions and churn of the semantic IDs each run was evaluated with;
+``validation``: a setting chosen on validation NDCG@10, each candidate's test numbers beside it):
 mean and standard deviation over seeds, the change of
 Recall@10 against TIGER and a paired randomization test over users on Recall@10 (per-user hits
 averaged over seeds). It also fills every ``<!-- speed:<file stem> -->`` block from
@@ -400,6 +401,37 @@ def render_codes_table(rows: list[dict], budget: str) -> str:
     return "\n".join(lines)
 
 
+def render_selection_table(rows: list[dict], budget: str, baseline: list[dict]) -> str:
+    """A hyperparameter choice made on validation: each run's best validation NDCG@10 beside its test numbers.
+
+    The row of highest mean validation NDCG@10 is the one chosen (marked); its test numbers are not
+    what chose it. ``baseline`` (TIGER's runs at the same budget) gives the reference row and the change.
+    """
+    chosen = [r for r in rows if r["budget"] == budget and "validation/best_ndcg@10" in r["metrics"]]
+    if not chosen:
+        return f"_No {budget}-budget runs with a validation NDCG@10 yet._"
+    methods = _by_method(chosen)
+    best = max(methods, key=lambda name: np.mean([r["metrics"]["validation/best_ndcg@10"] for r in methods[name]]))
+    base = [r for r in baseline if r["budget"] == budget]
+    header = "| run | seeds | validation N@10 | test R@10 | test N@10 | R@10 vs tiger | chosen |"
+    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | :---: |"]
+    for name, runs in [*([("tiger", base)] if base else []), *methods.items()]:
+        cells = [_mean_std([r["metrics"][key] for r in runs]) for key in SELECTION_METRICS]
+        change = ""
+        if base and name != "tiger":
+            change = f"{100 * (_mean_recall10(runs) / _mean_recall10(base) - 1):+.1f}%"
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + f" | {change} | {'yes' if name == best else ''} |")
+    return "\n".join(lines)
+
+
+SELECTION_METRICS = ("validation/best_ndcg@10", "test/recall@10", "test/ndcg@10")
+
+
+def _mean_recall10(runs: list[dict]) -> float:
+    return float(np.mean([r["metrics"]["test/recall@10"] for r in runs]))
+
+
 def _p(value: float) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
@@ -436,6 +468,9 @@ def render_readme(text: str, results_dir: Path = RESULTS) -> str:
             prefixes = tuple(rest[1].split(","))
             rows = [row for row in rows if row["method"].startswith(prefixes)]
         protocol = rest[0] if rest else "leave-one-out"
+        if protocol == "validation":  # a choice made on validation, beside TIGER at the same budget
+            everything = read_results(results_dir / f"{dataset}.jsonl")
+            return render_selection_table(rows, budget, [r for r in everything if r["method"] == "tiger"])
         if protocol == "codes":
             return render_codes_table(rows, budget)
         return render_table(rows, dataset, budget, protocol, results_dir)

@@ -227,3 +227,31 @@ def test_speed_blocks_render_from_their_json_files(tmp_path):
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(ValueError, match="no table renderer"):
         quality.render_readme("<!-- speed:other -->\n<!-- /speed -->", results_dir=tmp_path)
+
+
+def test_selection_table_marks_the_setting_of_best_validation_not_best_test():
+    def row(variant, seed, validation, recall10, method="dmrec-t5"):
+        metrics = {"validation/best_ndcg@10": validation, "test/recall@10": recall10, "test/ndcg@10": recall10 / 2}
+        return {"method": method, "variant": variant, "seed": seed, "budget": "demo", "metrics": metrics}
+
+    tiger = [row("", 1, 0.030, 0.050, "tiger"), row("", 2, 0.030, 0.070, "tiger")]  # mean R@10 0.06
+    rows = [
+        row("", 1, 0.027, 0.054),  # best validation (0.027), weaker test than weight-0.25
+        row("weight-0.25", 1, 0.022, 0.066),
+    ]
+    lines = quality.render_selection_table(rows, "demo", tiger).splitlines()
+    assert lines[0] == "| run | seeds | validation N@10 | test R@10 | test N@10 | R@10 vs tiger | chosen |"
+    assert lines[2:] == [
+        "| tiger | 1, 2 | 0.0300 ± 0.0000 | 0.0600 ± 0.0141 | 0.0300 ± 0.0071 |  |  |",
+        "| dmrec-t5 | 1 | 0.0270 | 0.0540 | 0.0270 | -10.0% | yes |",  # 0.054 / 0.06 - 1
+        "| dmrec-t5 [weight-0.25] | 1 | 0.0220 | 0.0660 | 0.0330 | +10.0% |  |",
+    ]
+
+
+def test_every_run_id_names_one_recipe_and_one_set_of_overrides_across_all_grids():
+    """Two grids may share a run (the same id is then the same training); never one id for two trainings."""
+    seen: dict[tuple[str, str], tuple] = {}
+    for runs in quality.GRIDS.values():
+        for run in runs:
+            key = (run.dataset, quality.run_id(run, 42, "demo"))
+            assert seen.setdefault(key, (run.recipe, run.overrides)) == (run.recipe, run.overrides), key
