@@ -536,6 +536,15 @@ ROWS = [
         "dmrec strategy must be one of",
         "got 'kl'",
     ),
+    row(
+        "recipe-keep-shards-with-diger",
+        lambda b: b.checked(
+            "embeddings.keep_shards=true", "joint.enabled=true", "training.objectives={ce: 1.0, quantizer: 1.0}"
+        ),
+        RecipeError,
+        "embeddings.keep_shards serves TIGER's text codes only",
+        "set embeddings.keep_shards: false",
+    ),
     # ----- data files: load_sequential_data on slices of the shipped Scientific data ------------------------
     row(
         "data-dir-without-interactions",

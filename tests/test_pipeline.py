@@ -282,6 +282,25 @@ def test_conflicting_joint_settings_fail_before_any_work(tmp_path, overrides, me
     assert not (tmp_path / "out").exists()
 
 
+def test_kept_shards_give_tiger_the_codes_of_the_joined_table(tmp_path):
+    """``embeddings.keep_shards``: the RQ-VAE reads the shard files on disk and assigns the same codes."""
+    from sidrec.training.data import load_sequential_data
+    from sidrec.training.embeddings import EmbeddingShards
+    from sidrec.training.recipe import load_recipe
+    from sidrec.training.stages.codes import build_codes, embed_catalogue
+
+    joined_recipe = load_recipe(recipe_file(tmp_path), TINY + ["quantizer.epochs=5"])
+    data = load_sequential_data(joined_recipe.data, verbose=False)
+    joined = embed_catalogue(joined_recipe, data)  # the shared cache: one tensor
+    sharded = [f"embeddings.cache_dir={tmp_path / 'cache'}", "embeddings.shard_size=500", "embeddings.keep_shards=true"]
+    kept_recipe = load_recipe(recipe_file(tmp_path), TINY + ["quantizer.epochs=5", *sharded])
+    kept = embed_catalogue(kept_recipe, data)
+    assert isinstance(kept, EmbeddingShards) and len(list((tmp_path / "cache").glob("*.shards/*"))) > 1
+    torch.testing.assert_close(kept[:], joined, atol=1e-5, rtol=1e-4)  # shard-sized batches, same values
+    kept_codes = build_codes(kept_recipe, kept).codes
+    assert torch.equal(kept_codes, build_codes(kept_recipe, kept[:]).codes)  # the table on disk = in memory
+
+
 @pytest.mark.slow
 def test_train_with_push_to_hub_uploads_a_loadable_run(tmp_path, hub_server):
     from huggingface_hub import HfApi, snapshot_download

@@ -39,6 +39,10 @@ class EmbeddingRecipe:
     # Catalogues of more texts are embedded in shards, each cached as it lands (resumable) and spread over
     # the processes of `accelerate launch`.
     shard_size: int = 50_000
+    # Leave a sharded catalogue in its shard files (memory-mapped) instead of joining it into one tensor:
+    # TIGER's codes for a 10M-item catalogue without a 14 GB table in memory (the RQ-VAE fits on
+    # quantizer.fit_sample rows). Only for text codes with TIGER's recommender: the other methods hold the table.
+    keep_shards: bool = False
     # What the RQ-VAE quantises: text | collaborative | text+collaborative (a SASRec run's item table).
     source: str = "text"
     collaborative_run: str | None = None  # a finished SASRec run (its output_dir): collaborative embeddings
@@ -318,7 +322,28 @@ def check_recipe(recipe: Recipe) -> None:
     if generative and not finetune.from_model and recipe.quantizer.epochs < 1:
         raise RecipeError(f"quantizer.epochs must be at least 1 (the RQ-VAE is fitted), got {recipe.quantizer.epochs}")
     _check_embedding_source(recipe)
+    _check_keep_shards(recipe)
     check_method_settings(recipe)
+
+
+def _check_keep_shards(recipe: Recipe) -> None:
+    """``embeddings.keep_shards`` gives the RQ-VAE a table on disk; the methods that hold the table cannot take one."""
+    if not recipe.embeddings.keep_shards:
+        return
+    holders = {
+        "joint.enabled (DIGER re-encodes the catalogue every epoch)": recipe.joint.enabled,
+        "dmrec.enabled (its meta-network reads every history item's embedding)": recipe.dmrec.enabled,
+        "letter.enabled": recipe.letter.enabled,
+        f"embeddings.source={recipe.embeddings.source!r}": recipe.embeddings.source != "text",
+        f"task={recipe.task!r}": recipe.task != "sequential",
+        "sasrec.enabled": recipe.sasrec.enabled,
+    }
+    held = [name for name, on in holders.items() if on]
+    if held:
+        raise RecipeError(
+            f"embeddings.keep_shards serves TIGER's text codes only; this recipe also sets {', '.join(held)}, "
+            "which needs the whole table in memory: set embeddings.keep_shards: false"
+        )
 
 
 def _check_embedding_source(recipe: Recipe) -> None:

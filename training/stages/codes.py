@@ -11,7 +11,7 @@ from ...tokenization.configuration_quantizer import SemanticIDQuantizerConfig
 from ...tokenization.tokenization_semantic_id import SemanticIDTokenizer
 from ..collaborative import load_collaborative_embeddings
 from ..data import SequentialData
-from ..embeddings import embed_texts, embeds_in_shards
+from ..embeddings import EmbeddingShards, embed_texts, embeds_in_shards
 from ..fit_quantizer import QuantizerFit, fit_quantizer
 from ..methods.letter import LetterRegularizer
 from ..recipe import EmbeddingRecipe, Recipe
@@ -20,11 +20,12 @@ from ..recipe import EmbeddingRecipe, Recipe
 QUANTIZER_ARCHITECTURE_KEYS = ("hidden_dims", "latent_dim", "num_levels", "codebook_size", "commitment_beta", "dropout")
 
 
-def embed_catalogue(recipe: Recipe | EmbeddingRecipe, data: SequentialData) -> torch.Tensor:
+def embed_catalogue(recipe: Recipe | EmbeddingRecipe, data: SequentialData) -> torch.Tensor | EmbeddingShards:
     """Text embeddings (N, d) of every item, cached.
 
     Up to ``shard_size`` texts the main process computes them and the others read its cache; a larger
-    catalogue is split into shards that every process embeds its share of (``embed_texts``).
+    catalogue is split into shards that every process embeds its share of (``embed_texts``). With
+    ``keep_shards`` those shards stay on disk and come back as a memory-mapped :class:`EmbeddingShards`.
     """
     settings = recipe.embeddings if isinstance(recipe, Recipe) else recipe
     state = PartialState()
@@ -38,6 +39,7 @@ def embed_catalogue(recipe: Recipe | EmbeddingRecipe, data: SequentialData) -> t
             cache_dir=settings.cache_dir,
             show_progress_bar=state.is_main_process,
             shard_size=settings.shard_size,
+            keep_shards=settings.keep_shards,
         )
 
 
@@ -55,7 +57,9 @@ def letter_regularizer(recipe: Recipe, collaborative: torch.Tensor | None) -> Le
     return LetterRegularizer(recipe.letter, collaborative, recipe.quantizer.latent_dim, seed=recipe.seed)
 
 
-def build_codes(recipe: Recipe, embeddings: torch.Tensor, regularizer: LetterRegularizer | None = None) -> QuantizerFit:
+def build_codes(
+    recipe: Recipe, embeddings: torch.Tensor | EmbeddingShards, regularizer: LetterRegularizer | None = None
+) -> QuantizerFit:
     """Fit the RQ-VAE on the catalogue's embeddings and give every item a unique code.
 
     With LETTER (``regularizer``) the fit adds its losses and balances the last level with Sinkhorn.
