@@ -427,7 +427,7 @@ def render_selection_table(rows: list[dict], budget: str, baseline: list[dict]) 
             change = f"{100 * (_mean_recall10(runs) / _mean_recall10(base) - 1):+.1f}%"
         seeds = ", ".join(str(r["seed"]) for r in runs)
         lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + f" | {change} | {'yes' if name == best else ''} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + machines_line(base + chosen)
 
 
 SELECTION_METRICS = ("validation/best_ndcg@10", "test/recall@10", "test/ndcg@10")
