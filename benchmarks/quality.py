@@ -345,9 +345,7 @@ def render_table(
         cells = " | ".join(_mean_std([r["metrics"][f"test/{m}"] for r in runs]) for m in TABLE_METRICS)
         change, p_value = "", ""
         if baseline and method != baseline_name:
-            base = np.mean([r["metrics"]["test/recall@10"] for r in baseline])
-            ours = np.mean([r["metrics"]["test/recall@10"] for r in runs])
-            change = f"{100 * (ours / base - 1):+.1f}%"
+            change = f"{100 * (_mean_recall10(runs) / _mean_recall10(baseline) - 1):+.1f}%"
             hits = _mean_hits(runs, dataset, results_dir)
             if hits is not None and baseline_hits is not None and len(hits) == len(baseline_hits):
                 p_value = _p(paired_randomization_test(hits, baseline_hits))
@@ -407,6 +405,9 @@ def render_codes_table(rows: list[dict], budget: str) -> str:
     return "\n".join(lines)
 
 
+SELECTION_METRICS = ("validation/best_ndcg@10", "test/recall@10", "test/ndcg@10")
+
+
 def render_selection_table(rows: list[dict], budget: str, baseline: list[dict]) -> str:
     """A hyperparameter choice made on validation: each run's best validation NDCG@10 beside its test numbers.
 
@@ -429,9 +430,6 @@ def render_selection_table(rows: list[dict], budget: str, baseline: list[dict]) 
         seeds = ", ".join(str(r["seed"]) for r in runs)
         lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + f" | {change} | {'yes' if name == best else ''} |")
     return "\n".join(lines) + "\n\n" + machines_line(base + chosen)
-
-
-SELECTION_METRICS = ("validation/best_ndcg@10", "test/recall@10", "test/ndcg@10")
 
 
 def _mean_recall10(runs: list[dict]) -> float:
@@ -469,13 +467,13 @@ def render_readme(text: str, results_dir: Path = RESULTS) -> str:
 
     def results_block(key: str) -> str:
         dataset, budget, *rest = key.split(":")
-        rows = read_results(results_dir / f"{dataset}.jsonl")
+        everything = read_results(results_dir / f"{dataset}.jsonl")
+        rows = everything
         if len(rest) > 1:  # only the methods named (by prefix), e.g. ``tiger,diger`` on a method's page
             prefixes = tuple(rest[1].split(","))
             rows = [row for row in rows if row["method"].startswith(prefixes)]
         protocol = rest[0] if rest else "leave-one-out"
         if protocol == "validation":  # a choice made on validation, beside TIGER at the same budget
-            everything = read_results(results_dir / f"{dataset}.jsonl")
             return render_selection_table(rows, budget, [r for r in everything if r["method"] == "tiger"])
         if protocol == "codes":
             return render_codes_table(rows, budget)
