@@ -500,8 +500,7 @@ def main() -> int:
         print(f"[quality] {trained} run(s) trained")
         return 0
     stale = []
-    for page in pages_with_tables():
-        current = page.read_text()
+    for page, current in pages_with_tables().items():
         rendered = render_readme(current)
         if rendered != current:
             stale.append(page)
@@ -514,11 +513,11 @@ def main() -> int:
     return 0
 
 
-def pages_with_tables() -> list[Path]:
-    """The README and every docs page that holds a results block."""
+def pages_with_tables() -> dict[Path, str]:
+    """The README and every docs page that holds a results block, with the text read once."""
     pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
     texts = {page: page.read_text() for page in pages}
-    return [page for page, text in texts.items() if "<!-- results:" in text or "<!-- speed:" in text]
+    return {page: text for page, text in texts.items() if "<!-- results:" in text or "<!-- speed:" in text}
 
 
 if __name__ == "__main__":
