@@ -6,7 +6,8 @@
 
 ``run`` trains each (recipe, seed, budget) of a grid with ``train.py``, skipping every run whose id is
 already in ``benchmarks/results/<dataset>.jsonl`` (an interrupted grid resumes where it stopped; a
-finished run is never re-run), and appends its row as soon as it ends: recipe, method (the run's
+finished run is never re-run; a run stopped mid-way continues from its last checkpoint, so a long run can
+span sessions), and appends its row as soon as it ends: recipe, method (the run's
 ``run/method``), seed, budget, metrics (every number of ``metrics.json`` but times), epochs,
 train_seconds, machine, commit. Each leave-one-out run's per-user target ranks go to
 ``benchmarks/results/ranks/<dataset>/<run id>.json.gz`` for the paired significance test.
@@ -242,6 +243,18 @@ def train_with_script(command: list[str]) -> None:
     subprocess.run([sys.executable, *command], cwd=ROOT, check=True)
 
 
+def interrupted_checkpoint(output_dir: Path) -> str | None:
+    """The last complete checkpoint of a run that started but did not finish (None otherwise).
+
+    A run finishes by writing ``metrics.json``; a checkpoint is complete once its ``trainer_state.json`` is
+    written. ``train.py --resume_from_checkpoint`` picks the same (last) checkpoint.
+    """
+    if (output_dir / "metrics.json").exists():
+        return None
+    complete = [path.parent for path in (output_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")]
+    return max(complete, key=lambda path: int(path.name.split("-")[-1])).name if complete else None
+
+
 def run_grid(
     name: str,
     seeds: list[int],
@@ -267,7 +280,13 @@ def run_grid(
             continue
         output_dir = (runs_dir or ROOT / "runs" / "bench") / run.dataset / row_id
         command = ["train.py", "--config", run.recipe, f"seed={seed}", f"output_dir={output_dir}"]
-        command += [*BUDGETS[budget], *run.overrides, "--overwrite_output_dir"]
+        command += [*BUDGETS[budget], *run.overrides]
+        checkpoint = interrupted_checkpoint(output_dir)
+        if checkpoint:  # a run stopped mid-way (e.g. by the end of a session) continues instead of restarting
+            print(f"[quality] {row_id}: resuming from {checkpoint} (delete {output_dir} to start it again)")
+            command.append("--resume_from_checkpoint")
+        else:
+            command.append("--overwrite_output_dir")
         print("[quality] " + " ".join(command), flush=True)
         if dry_run:
             continue

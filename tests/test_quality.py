@@ -105,12 +105,18 @@ def test_render_readme_replaces_only_the_marked_blocks(tmp_path):
 def test_a_grid_skips_finished_runs_and_resumes_after_an_interruption(tmp_path, monkeypatch):
     monkeypatch.setitem(quality.GRIDS, "toy", [quality.GridRun("configs/toy-a.yaml", "toy")])
     trained: list[str] = []
+    restarts: dict[int, str] = {}
 
     def fake_train(command):  # writes what train.py writes; the harness logic is what is under test
         output_dir = Path(next(arg.split("=", 1)[1] for arg in command if arg.startswith("output_dir=")))
         seed = int(next(arg.split("=", 1)[1] for arg in command if arg.startswith("seed=")))
+        restarts[seed] = command[-1]
         if seed == 2 and not trained.count("interrupted"):
             trained.append("interrupted")
+            for step in (3, 6, 9):  # checkpoints 3 and 6 are complete, 9 was being written
+                (output_dir / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+                if step < 9:
+                    (output_dir / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
             raise KeyboardInterrupt  # the session ends during the second run
         output_dir.mkdir(parents=True, exist_ok=True)
         metrics = {"run/method": "tiger", "test/recall@10": 0.1 * seed, "train/epochs": 4, "train/seconds": 1.0}
@@ -123,8 +129,13 @@ def test_a_grid_skips_finished_runs_and_resumes_after_an_interruption(tmp_path, 
         quality.run_grid("toy", [1, 2, 3], "demo", **kwargs)
     rows = quality.read_results(tmp_path / "results" / "toy.jsonl")
     assert [row["id"] for row in rows] == ["toy-a/demo/seed1"]  # the finished run landed before the interruption
+    halted = tmp_path / "runs" / "toy" / "toy-a" / "demo" / "seed2"
+    assert quality.interrupted_checkpoint(halted) == "checkpoint-6"  # the last complete one
     assert quality.run_grid("toy", [1, 2, 3], "demo", **kwargs) == 2  # seed 1 is not re-run
     assert trained == ["seed1", "interrupted", "seed2", "seed3"]
+    # the interrupted run continued from its last complete checkpoint; the others started clean
+    assert restarts == {1: "--overwrite_output_dir", 2: "--resume_from_checkpoint", 3: "--overwrite_output_dir"}
+    assert quality.interrupted_checkpoint(halted) is None  # finished now
     rows = quality.read_results(tmp_path / "results" / "toy.jsonl")
     assert [row["seed"] for row in rows] == [1, 2, 3] and rows[2]["metrics"]["test/recall@10"] == pytest.approx(0.3)
     assert {"recipe", "method", "seed", "budget", "metrics", "epochs", "train_seconds", "machine", "commit"} <= set(

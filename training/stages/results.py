@@ -50,6 +50,12 @@ def prefixed(metrics: dict[str, Any], source: str, target: str) -> dict[str, Any
     return {f"{target}{key[len(source) :]}": value for key, value in metrics.items() if key.startswith(source)}
 
 
+def _checkpoint_step(checkpoint: str | None) -> int:
+    """The global step in a ``checkpoint-<step>`` directory name (0 when there is none)."""
+    name = Path(checkpoint).name if checkpoint else ""
+    return int(name.split("-")[-1]) if name.startswith("checkpoint-") else 0
+
+
 def training_figures(trainer, train_result, train_seconds: float, best_metric_name: str) -> dict[str, Any]:
     """What the training loop cost and reached."""
     return {
@@ -58,6 +64,8 @@ def training_figures(trainer, train_result, train_seconds: float, best_metric_na
         "train/steps": trainer.state.global_step,
         "train/processes": trainer.accelerator.num_processes,
         "train/seconds": train_seconds,
+        # 0 for a run trained in one go; else the step of the checkpoint its last attempt resumed from
+        "train/resumed_from_step": _checkpoint_step(trainer.args.resume_from_checkpoint),
         "train/examples_per_second": train_result.metrics.get("train_samples_per_second", math.nan),
         f"validation/best_{best_metric_name}": trainer.state.best_metric,
     }
