@@ -149,6 +149,8 @@ GRIDS: dict[str, list[GridRun]] = {
             _ablation("dmrec-t5-demo", f"weight-{weight}", _dmrec_weight(weight))
             for weight in ("0.01", "0.25")  # the recipe has 0.0001
         ),
+        # The latent token without any matching: is a DMRec-T5 gain the matching's or the extra noisy token's?
+        _ablation("dmrec-t5-demo", "weight-0", _dmrec_weight("0")),
     ],
     # Collaborative semantic IDs read one converged SASRec (configs/scientific-sasrec.yaml, seed 42), which
     # the first of them trains into the cache (.cache/sidrec/collaborative/) and the rest reuse.
