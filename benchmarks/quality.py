@@ -19,7 +19,8 @@ stops before its schedule ends). Patience 3 stopped TIGER's seed 43 at epoch 9 o
 cosine learning rate was still near its peak: test Recall@10 0.0495, below the 4-epoch demo's 0.0549,
 whose schedule had annealed. ``long`` is the rule the first converged runs used
 (patience 10, at most 200 epochs): the demo-size TIGER was still improving at epoch 55 under it, over an
-hour per seed on CPU, so it is kept for a GPU or for runs resumed across sessions. Each row records its budget's overrides.
+hour per seed on CPU, so it is kept for a GPU or for runs resumed across sessions. Each row records its
+budget's overrides.
 
 ``render`` writes every table between ``<!-- results:<dataset>:<budget>[:<protocol>[:<methods>]] -->``
 (protocol ``leave-one-out``, ``item-sets``, ``codes`` or ``validation``; methods a comma-separated list of
