@@ -256,12 +256,13 @@ def interrupted_checkpoint(output_dir: Path) -> str | None:
     """The last complete checkpoint of a run that started but did not finish (None otherwise).
 
     A run finishes by writing ``metrics.json``; a checkpoint is complete once its ``trainer_state.json`` is
-    written. ``train.py --resume_from_checkpoint`` picks the same (last) checkpoint.
+    written. The harness names this checkpoint to ``train.py``: left to itself, ``--resume_from_checkpoint``
+    takes the highest-numbered one, which a kill may have left half-written.
     """
     if (output_dir / "metrics.json").exists():
         return None
     complete = [path.parent for path in (output_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")]
-    return max(complete, key=lambda path: int(path.name.split("-")[-1])).name if complete else None
+    return str(max(complete, key=lambda path: int(path.name.split("-")[-1]))) if complete else None
 
 
 def run_grid(
@@ -293,7 +294,7 @@ def run_grid(
         checkpoint = interrupted_checkpoint(output_dir)
         if checkpoint:  # a run stopped mid-way (e.g. by the end of a session) continues instead of restarting
             print(f"[quality] {row_id}: resuming from {checkpoint} (delete {output_dir} to start it again)")
-            command.append("--resume_from_checkpoint")
+            command += ["--resume_from_checkpoint", checkpoint]
         else:
             command.append("--overwrite_output_dir")
         print("[quality] " + " ".join(command), flush=True)

@@ -110,7 +110,7 @@ def test_a_grid_skips_finished_runs_and_resumes_after_an_interruption(tmp_path, 
     def fake_train(command):  # writes what train.py writes; the harness logic is what is under test
         output_dir = Path(next(arg.split("=", 1)[1] for arg in command if arg.startswith("output_dir=")))
         seed = int(next(arg.split("=", 1)[1] for arg in command if arg.startswith("seed=")))
-        restarts[seed] = command[-1]
+        restarts[seed] = " ".join(arg for arg in command if arg.startswith("--") or "checkpoint-" in arg)
         if seed == 2 and not trained.count("interrupted"):
             trained.append("interrupted")
             for step in (3, 6, 9):  # checkpoints 3 and 6 are complete, 9 was being written
@@ -130,11 +130,13 @@ def test_a_grid_skips_finished_runs_and_resumes_after_an_interruption(tmp_path, 
     rows = quality.read_results(tmp_path / "results" / "toy.jsonl")
     assert [row["id"] for row in rows] == ["toy-a/demo/seed1"]  # the finished run landed before the interruption
     halted = tmp_path / "runs" / "toy" / "toy-a" / "demo" / "seed2"
-    assert quality.interrupted_checkpoint(halted) == "checkpoint-6"  # the last complete one
+    last_complete = str(halted / "checkpoints" / "checkpoint-6")  # not the half-written checkpoint-9
+    assert quality.interrupted_checkpoint(halted) == last_complete
     assert quality.run_grid("toy", [1, 2, 3], "demo", **kwargs) == 2  # seed 1 is not re-run
     assert trained == ["seed1", "interrupted", "seed2", "seed3"]
     # the interrupted run continued from its last complete checkpoint; the others started clean
-    assert restarts == {1: "--overwrite_output_dir", 2: "--resume_from_checkpoint", 3: "--overwrite_output_dir"}
+    resumed = f"--config --resume_from_checkpoint {last_complete}"  # named: train.py alone would take checkpoint-9
+    assert restarts == {1: "--config --overwrite_output_dir", 2: resumed, 3: "--config --overwrite_output_dir"}
     assert quality.interrupted_checkpoint(halted) is None  # finished now
     rows = quality.read_results(tmp_path / "results" / "toy.jsonl")
     assert [row["seed"] for row in rows] == [1, 2, 3] and rows[2]["metrics"]["test/recall@10"] == pytest.approx(0.3)
