@@ -168,6 +168,11 @@ GRIDS: dict[str, list[GridRun]] = {
         GridRun("configs/beauty-sasrec.yaml", "beauty", ("sasrec.hidden_size=128",), "hidden-128"),
     ],
     "beauty-mult-vae": [_beauty("mult-vae-base"), _beauty("mult-vae-mddm")],
+    # Scientific's best DIGER setting and best collaborative-SID row, one seed each beside Beauty's TIGER.
+    "beauty-diger": [
+        GridRun("configs/beauty-diger-reference-frqud-cpu.yaml", "beauty", NEAREST_CODES, "nearest-codes")
+    ],
+    "beauty-collaborative": [_beauty("tiger-cf-cpu")],
 }
 
 
