@@ -157,7 +157,15 @@ GRIDS: dict[str, list[GridRun]] = {
     # the first of them trains into the cache (.cache/sidrec/collaborative/) and the rest reuse.
     "scientific-collaborative": [
         _sci(name)
-        for name in ("letter-demo", "tiger-textcf-demo", "tiger-cf-demo", "etegrec-demo", "tiger-textcf-soda-demo")
+        for name in (
+            "letter-demo",
+            "tiger-textcf-demo",
+            "tiger-cf-demo",
+            "etegrec-demo",
+            "tiger-textcf-soda-demo",
+            "letter-soda-demo",  # SODA over its paper's own backbones
+            "etegrec-soda-demo",
+        )
     ],
     "scientific-mult-vae": [_sci("mult-vae-base"), _sci("mult-vae-mddm")],
     "beauty-floor": [

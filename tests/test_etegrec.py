@@ -113,6 +113,29 @@ def test_alignment_trains_the_tokenizer_in_its_epoch_and_the_recommender_in_its_
     assert model.encoder.block[0].layer[0].SelfAttention.q.weight.grad.abs().sum() > 0
 
 
+def test_soda_over_etegrec_reaches_the_codebooks_in_tokenizer_epochs_and_the_t5_in_recommender_epochs(
+    fitted, title_embeddings, scientific
+):
+    """SODA beside ETEGRec's alternation (configs/scientific-etegrec-soda-demo.yaml): each phase trains its side."""
+    model, tokenizer = aligned_model(fitted, title_embeddings, tokenizer_warmup_epochs=0)
+    batch = train_batch(tokenizer, scientific)
+    soda = build_objectives({"soda": 1.0})["soda"]
+    model.set_epoch(0)
+    assert model.phase == "tokenizer"
+    loss, _ = soda(model, batch, model(**batch))
+    assert loss.item() > 0
+    loss.backward()
+    assert model.quantizer.codebooks.grad.abs().sum() > 0  # the items' soft code distributions
+    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("quantizer."))
+    model.zero_grad(set_to_none=True)
+    model.set_epoch(1)
+    assert model.phase == "recommender"
+    loss, _ = soda(model, batch, model(**batch))
+    loss.backward()
+    assert all(p.grad is None for p in model.quantizer.parameters())
+    assert model.decoder.block[0].layer[0].SelfAttention.q.weight.grad.abs().sum() > 0  # the users' distributions
+
+
 def test_the_exported_recommender_drops_the_projections_and_ranks_the_same(fitted, title_embeddings, scientific):
     model, tokenizer = aligned_model(fitted, title_embeddings)
     plain = model.to_recommender().eval()
@@ -165,10 +188,17 @@ def test_bad_alignment_settings_fail_before_any_work(tmp_path, overrides, messag
 
 
 @pytest.mark.slow
-def test_etegrec_over_collaborative_sids_trains_saves_loads_and_recommends(sasrec_run, tmp_path):
-    overrides = ["embeddings.source=collaborative", *ETEGREC]
+@pytest.mark.parametrize(
+    "objectives, name",
+    [
+        ([], "etegrec"),
+        (["training.objectives={ce: 1.0, quantizer: 1.0, sia: 1.0, psa: 1.0, soda: 1.0}"], "etegrec+soda"),
+    ],
+)
+def test_etegrec_over_collaborative_sids_trains_saves_loads_and_recommends(sasrec_run, tmp_path, objectives, name):
+    overrides = ["embeddings.source=collaborative", *ETEGREC, *objectives]
     recipe = load_recipe(recipe_file(tmp_path), [*TINY, f"embeddings.collaborative_run={sasrec_run[0]}", *overrides])
-    assert method_name(recipe) == "etegrec"
-    metrics, tokenizer = run_reload_and_recommend(tmp_path, sasrec_run[0], "etegrec", overrides)
-    assert metrics["run/method"] == "etegrec"
+    assert method_name(recipe) == name
+    metrics, tokenizer = run_reload_and_recommend(tmp_path, sasrec_run[0], name, overrides)
+    assert metrics["run/method"] == name
     assert tokenizer.quantizer.config.input_dim == 32  # the SASRec item table alone
