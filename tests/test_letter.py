@@ -163,16 +163,6 @@ FROZEN = ["joint.enabled=true", "joint.trainable=false", "joint.uncertainty_deca
         ),  # SODA over LETTER's codes: the SODA paper's own backbone
         (["embeddings.source=collaborative"], "tiger-cf"),
         (
-            [
-                "embeddings.source=collaborative",
-                "joint.enabled=true",
-                "joint.mode=reference",
-                "joint.alignment=true",
-                "training.objectives={ce: 1.0, quantizer: 1.0, sia: 1.0e-4, psa: 3.0e-4, soda: 1.0}",
-            ],
-            "etegrec+soda",
-        ),  # SODA over ETEGRec, the SODA paper's other backbone
-        (
             ["embeddings.source=text+collaborative", "training.objectives={ce: 1.0, soda: 0.1}", *FROZEN],
             "tiger-textcf+soda",
         ),
