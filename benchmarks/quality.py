@@ -197,7 +197,11 @@ def read_results(path: Path) -> list[dict]:
 
 
 def machine() -> str:
-    """What the numbers were measured on: CPU model and count, or the GPU."""
+    """What the numbers were measured on: the GPU where training can see one, else CPU model and count."""
+    import torch  # here, not at the top: rendering tables needs no torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores, {platform.system()}"
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -221,8 +225,8 @@ def commit() -> str:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def result_row(run: GridRun, seed: int, budget: str, output_dir: Path) -> dict:
-    """The JSON line of a finished run, from its ``metrics.json``."""
+def result_row(run: GridRun, seed: int, budget: str, output_dir: Path, extra_overrides: tuple[str, ...] = ()) -> dict:
+    """The JSON line of a finished run, from its ``metrics.json`` (``extra_overrides``: a smoke run's, kept)."""
     metrics = json.loads((output_dir / "metrics.json").read_text())
     kept = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and "seconds" not in k}
     method = metrics.get("run/method", Path(run.recipe).stem)
@@ -235,6 +239,7 @@ def result_row(run: GridRun, seed: int, budget: str, output_dir: Path) -> dict:
         "seed": seed,
         "budget": budget,
         "budget_overrides": BUDGETS[budget],
+        **({"extra_overrides": list(extra_overrides)} if extra_overrides else {}),
         "metrics": kept,
         "epochs": metrics.get("train/epochs"),
         "train_seconds": metrics.get("train/seconds"),
@@ -287,12 +292,20 @@ def run_grid(
     results_dir: Path = RESULTS,
     train=train_with_script,
     recipes: list[str] | None = None,
+    extra_overrides: tuple[str, ...] = (),
 ) -> int:
     """Train every run of the grid not yet in its results file; returns how many were trained.
 
     ``recipes`` keeps only the grid's runs whose recipe file stem (e.g. ``scientific-sasrec``) or variant
-    (e.g. ``freeze-codes-2``) is listed.
+    (e.g. ``freeze-codes-2``) is listed. ``extra_overrides`` go after every run's own (the GPU suite's dry
+    run shrinks the data with them); they are recorded in each row, and refused for the committed results
+    files, whose rows must be the grid's runs as named.
     """
+    if extra_overrides and Path(results_dir).resolve() == RESULTS.resolve():
+        raise ValueError(
+            f"extra overrides {list(extra_overrides)} would land rows that are not the grid's runs in "
+            f"{RESULTS}; give --results-dir a folder of its own"
+        )
     trained = 0
     runs = [run for run in GRIDS[name] if recipes is None or {Path(run.recipe).stem, run.variant} & set(recipes)]
     for run, seed in itertools.product(runs, seeds):
@@ -303,7 +316,7 @@ def run_grid(
             continue
         output_dir = (runs_dir or ROOT / "runs" / "bench") / run.dataset / row_id
         command = ["train.py", "--config", run.recipe, f"seed={seed}", f"output_dir={output_dir}"]
-        command += [*BUDGETS[budget], *run.overrides]
+        command += [*BUDGETS[budget], *run.overrides, *extra_overrides]
         checkpoint = interrupted_checkpoint(output_dir)
         if checkpoint:  # a run stopped mid-way (e.g. by the end of a session) continues instead of restarting
             print(f"[quality] {row_id}: resuming from {checkpoint} (delete {output_dir} to start it again)")
@@ -314,7 +327,7 @@ def run_grid(
         if dry_run:
             continue
         train(command)
-        row = result_row(run, seed, budget, output_dir)
+        row = result_row(run, seed, budget, output_dir, extra_overrides)
         save_ranks(run.dataset, row_id, output_dir, results_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as handle:  # one line as each run lands: an interruption loses only the current run
@@ -534,11 +547,25 @@ def main() -> int:
     run.add_argument("--budget", choices=sorted(BUDGETS), default="demo")
     run.add_argument("--dry-run", action="store_true", help="print the commands only")
     run.add_argument("--recipes", nargs="+", help="only these recipes of the grid (file stems)")
+    run.add_argument("--results-dir", type=Path, default=RESULTS, help="where the rows go (default: %(default)s)")
+    run.add_argument("--runs-dir", type=Path, default=None, help="where the runs train (default: runs/bench)")
+    run.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every run (smoke runs only)"
+    )
     render = commands.add_parser("render", help="render the README's results tables")
     render.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
     args = parser.parse_args()
     if args.command == "run":
-        trained = run_grid(args.grid, args.seeds, args.budget, args.dry_run, recipes=args.recipes)
+        trained = run_grid(
+            args.grid,
+            args.seeds,
+            args.budget,
+            args.dry_run,
+            runs_dir=args.runs_dir,
+            results_dir=args.results_dir,
+            recipes=args.recipes,
+            extra_overrides=tuple(args.set),
+        )
         print(f"[quality] {trained} run(s) trained")
         return 0
     stale = []

@@ -27,6 +27,8 @@ def test_gpu_suite_dry_run_writes_every_result(tmp_path):
     assert serve["same_top_k"] is True and serve["recommend_users_per_s"] > 0
     assert serve["recommend_p50_ms"] > 0 and serve["generate_trie_p50_ms"] > 0
     assert {summary[f"train-tiger-b8-{p}"]["precision"] for p in ("fp32", "bf16")} == {"fp32", "bf16"}
-    beauty = summary["beauty-tiger-metrics"]
-    assert beauty["train/steps"] == 2 and 0 <= beauty["test/recall@10"] <= 1
+    (row,) = [json.loads(line) for line in (out / "results" / "scientific.jsonl").read_text().splitlines()]
+    assert row["id"] == "scientific-mult-vae-base/demo/seed42" and row["epochs"] == 2
+    assert "data.max_users=1500" in row["extra_overrides"] and 0 <= row["metrics"]["test/recall@10"] <= 1
+    assert "1 new results row(s)" in (out / "suite.log").read_text()
     assert "done, 0 step(s) failed" in (out / "suite.log").read_text()

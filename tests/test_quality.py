@@ -216,6 +216,31 @@ def test_ablation_variants_have_their_own_run_ids_and_overrides(tmp_path):
     assert row["variant"] == "alternate" and quality.row_label(row) == "diger-end-to-end-frqud [alternate]"
 
 
+def test_smoke_overrides_go_last_are_recorded_and_never_reach_the_committed_results(tmp_path):
+    commands = []
+
+    def fake_train(command):
+        commands.append(command)
+        output_dir = Path(next(arg.split("=", 1)[1] for arg in command if arg.startswith("output_dir=")))
+        output_dir.mkdir(parents=True)
+        (output_dir / "metrics.json").write_text(json.dumps({"run/method": "mult-vae"}))
+
+    smoke = ("data.max_users=300", "training.epochs=1")
+    with pytest.raises(ValueError, match="--results-dir"):
+        quality.run_grid("scientific-mult-vae", [42], "demo", train=fake_train, extra_overrides=smoke)
+    assert commands == []  # refused before anything trained
+    kwargs = dict(runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", train=fake_train)
+    assert (
+        quality.run_grid(
+            "scientific-mult-vae", [42], "demo", recipes=["scientific-mult-vae-base"], extra_overrides=smoke, **kwargs
+        )
+        == 1
+    )
+    assert commands[0][-3:] == [*smoke, "--overwrite_output_dir"]  # after the recipe's and the budget's
+    (row,) = quality.read_results(tmp_path / "results" / "scientific.jsonl")
+    assert row["extra_overrides"] == list(smoke) and row["budget_overrides"] == []
+
+
 def test_speed_blocks_render_from_their_json_files(tmp_path):
     """``<!-- speed:... -->`` blocks: the pipeline table leaves setup stages out and names a failed size."""
     result = {

@@ -150,7 +150,7 @@ def _encode(encoder, texts: list[str], batch_size: int, show_progress_bar: bool)
 
 def _save_atomically(embeddings: torch.Tensor, path: Path, model_path: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: two runs embedding the same texts at once
     save_file({"embeddings": embeddings.contiguous()}, str(tmp), metadata={"model": model_path})
     os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file, an interruption leaves none
 
