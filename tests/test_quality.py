@@ -197,18 +197,24 @@ def test_codes_table_shows_final_codes_and_churn_and_variants_get_their_own_rows
     ]
 
 
+def recording_train(method: str):
+    """A stand-in for ``train.py`` that records each command and writes a finished run's ``metrics.json``."""
+    commands: list[list[str]] = []
+
+    def train(command):
+        commands.append(command)
+        output_dir = Path(next(arg.split("=", 1)[1] for arg in command if arg.startswith("output_dir=")))
+        output_dir.mkdir(parents=True)
+        (output_dir / "metrics.json").write_text(json.dumps({"run/method": method}))
+
+    return commands, train
+
+
 def test_ablation_variants_have_their_own_run_ids_and_overrides(tmp_path):
     runs = quality.GRIDS["scientific-diger-ablations"]
     ids = {quality.run_id(run, 42, "demo") for run in runs}
     assert len(ids) == len(runs) and "scientific-diger-frqud-demo+alternate/demo/seed42" in ids
-    commands = []
-
-    def fake_train(command):
-        commands.append(command)
-        output_dir = Path(next(arg.split("=", 1)[1] for arg in command if arg.startswith("output_dir=")))
-        output_dir.mkdir(parents=True)
-        (output_dir / "metrics.json").write_text(json.dumps({"run/method": "diger-end-to-end-frqud"}))
-
+    commands, fake_train = recording_train("diger-end-to-end-frqud")
     kwargs = dict(runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", train=fake_train)
     assert quality.run_grid("scientific-diger-ablations", [42], "demo", recipes=["alternate"], **kwargs) == 1
     assert "joint.alternate=true" in commands[0] and "configs/scientific-diger-frqud-demo.yaml" in commands[0]
@@ -217,14 +223,7 @@ def test_ablation_variants_have_their_own_run_ids_and_overrides(tmp_path):
 
 
 def test_smoke_overrides_go_last_are_recorded_and_never_reach_the_committed_results(tmp_path):
-    commands = []
-
-    def fake_train(command):
-        commands.append(command)
-        output_dir = Path(next(arg.split("=", 1)[1] for arg in command if arg.startswith("output_dir=")))
-        output_dir.mkdir(parents=True)
-        (output_dir / "metrics.json").write_text(json.dumps({"run/method": "mult-vae"}))
-
+    commands, fake_train = recording_train("mult-vae")
     smoke = ("data.max_users=300", "training.epochs=1")
     with pytest.raises(ValueError, match="--results-dir"):
         quality.run_grid("scientific-mult-vae", [42], "demo", train=fake_train, extra_overrides=smoke)
