@@ -5,7 +5,8 @@
 #      (one GPU, one CPU thread each), all time-boxed together at QUALITY_LIMIT seconds. The harness skips
 #      every run already in the committed results files, and each finished run lands its row at once in
 #      OUT_DIR/results/<dataset>.jsonl (with its per-user ranks): a lane stopped by the time limit loses
-#      only the run it was in. Bring the new rows into benchmarks/results and render the tables;
+#      only the run it was in. `python benchmarks/quality.py merge OUT_DIR/results` brings the new rows
+#      (and their ranks) into benchmarks/results and renders the tables;
 #   3. speed: the serving matrix (fast `recommend` vs stock `generate` + trie, identical top-k checked in
 #      every cell) and training throughput of the TIGER-size model in fp32 and bf16.
 # Every step writes JSON or a log into OUT_DIR (default: $OUT when set, else runs/gpu-suite); a failed step

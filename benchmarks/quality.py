@@ -3,6 +3,7 @@
     python benchmarks/quality.py run scientific-floor --seeds 42 43 44 --budget converged
     python benchmarks/quality.py render            # rewrite the README's results tables from the files
     python benchmarks/quality.py render --check    # exit 1 when a table differs from what the files render
+    python benchmarks/quality.py merge runs/gpu-suite/results   # add a GPU window's new rows, then render
 
 ``run`` trains each (recipe, seed, budget) of a grid with ``train.py``, skipping every run whose id is
 already in ``benchmarks/results/<dataset>.jsonl`` (an interrupted grid resumes where it stopped; a
@@ -336,6 +337,36 @@ def run_grid(
     return trained
 
 
+def merge_results(source: Path, results_dir: Path = RESULTS) -> list[str]:
+    """Bring the rows of another results folder (a GPU window's, another worktree's) into ``results_dir``.
+
+    Appends each row of ``source/<dataset>.jsonl`` whose id is not in ``results_dir`` yet, in the source's
+    order, with its per-user ranks; a row already present is left as it is (a finished run is never
+    replaced). A source row without its ranks file still lands: the table shows it, without a p-value.
+    Returns the ids added.
+    """
+    source = Path(source)
+    if not any(source.glob("*.jsonl")):
+        raise FileNotFoundError(f"{source} holds no <dataset>.jsonl results file: name the folder a grid wrote to")
+    added = []
+    for incoming in sorted(source.glob("*.jsonl")):
+        target = results_dir / incoming.name
+        known = {row["id"] for row in read_results(target)}
+        rows = [row for row in read_results(incoming) if row["id"] not in known]
+        for row in rows:
+            ranks = source / "ranks" / incoming.stem / (row["id"].replace("/", "__") + ".json.gz")
+            if ranks.exists():
+                destination = results_dir / "ranks" / incoming.stem / ranks.name
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                destination.write_bytes(ranks.read_bytes())
+        if rows:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "a") as handle:
+                handle.writelines(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+            added += [row["id"] for row in rows]
+    return added
+
+
 # ----- statistics -------------------------------------------------------------------------------------
 def paired_randomization_test(a: np.ndarray, b: np.ndarray, samples: int = 10_000, seed: int = 0) -> float:
     """Two-sided p-value of mean(a - b) = 0 by sign flips of the per-user differences.
@@ -552,6 +583,8 @@ def main() -> int:
     run.add_argument(
         "--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every run (smoke runs only)"
     )
+    merge = commands.add_parser("merge", help="add another results folder's new rows (then render)")
+    merge.add_argument("source", type=Path, help="a folder of <dataset>.jsonl files and ranks/, e.g. a GPU window's")
     render = commands.add_parser("render", help="render the README's results tables")
     render.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
     args = parser.parse_args()
@@ -568,14 +601,20 @@ def main() -> int:
         )
         print(f"[quality] {trained} run(s) trained")
         return 0
+    if args.command == "merge":
+        try:
+            added = merge_results(args.source)
+        except FileNotFoundError as error:
+            parser.error(str(error))
+        print(f"[quality] {len(added)} row(s) added: {', '.join(added) or 'none'}; rendering the tables")
     stale = []
     for page, current in pages_with_tables().items():
         rendered = render_readme(current)
         if rendered != current:
             stale.append(page)
-            if not args.check:
+            if not getattr(args, "check", False):
                 page.write_text(rendered)
-    if args.check and stale:
+    if getattr(args, "check", False) and stale:
         names = ", ".join(str(page.relative_to(ROOT)) for page in stale)
         print(f"results tables in {names} differ from benchmarks/results: run `python benchmarks/quality.py render`")
         return 1

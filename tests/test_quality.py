@@ -240,6 +240,34 @@ def test_smoke_overrides_go_last_are_recorded_and_never_reach_the_committed_resu
     assert row["extra_overrides"] == list(smoke) and row["budget_overrides"] == []
 
 
+def test_merge_adds_only_new_rows_with_their_ranks_and_never_replaces_a_finished_run(tmp_path):
+    ours, theirs = tmp_path / "results", tmp_path / "gpu" / "results"
+
+    def row(run_id: str, recall: float) -> dict:
+        return {"id": run_id, "metrics": {"test/recall@10": recall}}
+
+    ours.mkdir(parents=True)
+    (ours / "toy.jsonl").write_text(json.dumps(row("a/demo/seed1", 0.1)) + "\n")
+    (theirs / "ranks" / "toy").mkdir(parents=True)
+    lines = [row("a/demo/seed1", 0.9), row("a/converged/seed1", 0.2), row("b/demo/seed2", 0.3)]
+    (theirs / "toy.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (theirs / "ranks" / "toy" / "a__converged__seed1.json.gz").write_bytes(gzip.compress(b'{"ranks": [0, 4]}'))
+    (theirs / "other.jsonl").write_text(json.dumps(row("c/demo/seed3", 0.4)) + "\n")
+
+    assert quality.merge_results(theirs, ours) == ["c/demo/seed3", "a/converged/seed1", "b/demo/seed2"]
+    merged = quality.read_results(ours / "toy.jsonl")
+    assert [(r["id"], r["metrics"]["test/recall@10"]) for r in merged] == [
+        ("a/demo/seed1", 0.1),  # the finished run kept its own numbers
+        ("a/converged/seed1", 0.2),
+        ("b/demo/seed2", 0.3),  # no ranks file: the row lands without one
+    ]
+    assert quality.load_ranks("toy", "a/converged/seed1", ours).tolist() == [0, 4]
+    assert quality.load_ranks("toy", "b/demo/seed2", ours) is None
+    assert quality.merge_results(theirs, ours) == []  # a second merge adds nothing
+    with pytest.raises(FileNotFoundError, match="no <dataset>.jsonl"):
+        quality.merge_results(tmp_path / "nothing-here", ours)
+
+
 def test_speed_blocks_render_from_their_json_files(tmp_path):
     """``<!-- speed:... -->`` blocks: the pipeline table leaves setup stages out and names a failed size."""
     result = {
