@@ -103,6 +103,9 @@ DIGER_ABLATIONS = [
     # its churn alone (nearest codes, no Sinkhorn).
     _ablation("diger-reference-frqud-demo", "frozen-sinkhorn-codes", "joint.freeze_codes_epoch=0"),
     _ablation("diger-reference-frqud-demo", "nearest-codes", *NEAREST_CODES),
+    # At the converged budget: is late churn the whole gap to TIGER? The best setting with its codes fixed for
+    # the second half of the 20 epochs (ETEGRec's final recommender-only phase).
+    _ablation("diger-reference-frqud-demo", "nearest-codes+freeze-10", *NEAREST_CODES, "joint.freeze_codes_epoch=10"),
 ]
 
 
