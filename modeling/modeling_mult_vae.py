@@ -26,7 +26,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_mult_vae import MultVAEConfig
 from .gaussian_matching import DiagonalGaussian, GaussianHead, ProbabilisticMetaNetwork
-from .outputs import Recommendations
+from .outputs import Recommendations, exclude_items, pad_item_sets
 
 
 @dataclass
@@ -170,22 +170,10 @@ class MultVAEForCollaborativeFiltering(PreTrainedModel):
         ranked, scores = [], []
         for start in range(0, len(item_sets), batch_size):
             items = pad_item_sets(item_sets[start : start + batch_size]).to(self.device)
-            seen = pad_item_sets(exclude[start : start + batch_size]).to(self.device)
-            logits = self(items).logits.float()
-            rows = torch.arange(len(seen), device=self.device)[:, None].expand_as(seen)
-            logits[rows[seen >= 0], seen[seen >= 0]] = -torch.inf
+            logits = exclude_items(self(items).logits.float(), exclude[start : start + batch_size])
             top = logits.topk(min(top_k, logits.size(1)), dim=1)
             ranked.append(top.indices.cpu())
             scores.append(top.values.cpu())
         if was_training:
             self.train()
         return Recommendations(items=torch.cat(ranked), scores=torch.cat(scores))
-
-
-def pad_item_sets(item_sets: list[list[int]], pad: int = -1) -> torch.LongTensor:
-    """(B, longest) tensor of item indices, padded with ``pad``."""
-    width = max((len(items) for items in item_sets), default=0)
-    padded = torch.full((len(item_sets), max(width, 1)), pad, dtype=torch.long)
-    for row, items in enumerate(item_sets):
-        padded[row, : len(items)] = torch.as_tensor(items, dtype=torch.long)
-    return padded

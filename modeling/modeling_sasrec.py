@@ -17,7 +17,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_sasrec import SASRecConfig
-from .outputs import Recommendations
+from .outputs import Recommendations, exclude_items
 
 
 @dataclass
@@ -171,10 +171,8 @@ class SASRecForSequentialRecommendation(PreTrainedModel):
             last = (input_ids > 0).sum(dim=1) - 1
             hidden = self.encode(input_ids)[torch.arange(len(chunk), device=self.device), last]
             logits = self.item_scores(hidden).float()
-            if exclude_history:
-                rows = torch.arange(len(chunk), device=self.device)[:, None].expand_as(input_ids)
-                seen = input_ids > 0
-                logits[rows[seen], input_ids[seen] - 1] = -torch.inf
+            if exclude_history:  # every item of the history, also those older than the window the model reads
+                exclude_items(logits, chunk)
             top = logits.topk(min(top_k, logits.size(1)), dim=1)
             items.append(top.indices.cpu())
             scores.append(top.values.cpu())

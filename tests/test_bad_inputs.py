@@ -517,6 +517,13 @@ ROWS = [
         "{ce: 1.0}",
     ),
     row(
+        "recipe-exclude-history-on-a-generative-model",
+        lambda b: b.checked("evaluation.exclude_history=true"),
+        RecipeError,
+        "evaluation.exclude_history ranks without the user's own items",
+        "set sasrec.enabled: true or drop evaluation.exclude_history",
+    ),
+    row(
         "recipe-dmrec-objective-without-dmrec",
         lambda b: b.checked("training.objectives={ce: 1.0, dmrec: 1.0}"),
         RecipeError,

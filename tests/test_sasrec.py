@@ -78,6 +78,9 @@ def test_recommend_ranks_the_whole_catalogue_from_the_last_real_position():
     assert torch.equal(model.recommend([[2, 4, 5, 3]], top_k=6).items[0], result.items[1])  # the recent 4 kept
     unseen = model.recommend([[4, 1]], top_k=4, exclude_history=True).items[0].tolist()
     assert set(unseen) == set(range(6)) - {4, 1}
+    # item 0 is older than the 4 items the model reads, and is still one the user has
+    unseen = model.recommend([[0, 2, 4, 5, 3]], top_k=1, exclude_history=True).items[0].tolist()
+    assert unseen == [1]
     with pytest.raises(ValueError, match="empty history"):
         model.recommend([[]])
 
@@ -100,6 +103,13 @@ def test_sasrec_recipe_runs_saves_and_reproduces_its_metrics(sasrec_run, tmp_pat
     assert again == pytest.approx({k[len("test/") :]: v for k, v in written.items() if k[5:] in again})
     ranked = model.recommend(test["history"], top_k=20).items
     assert all(len(set(row)) == 20 and min(row) >= 0 and max(row) < data.num_items for row in ranked.tolist())
+    # evaluation.exclude_history: each list is the full ranking with the user's own items taken out, and a test
+    # target is never in its own history on this data, so recall can only rise
+    excluded = SequenceRanker(model, exclude_history=True).rank(test.to_dict(), 20).items.tolist()
+    full = model.recommend(test["history"], top_k=data.num_items).items.tolist()
+    for row, ranking, history, target in zip(excluded, full, test["history"], test["target"]):
+        assert row == [item for item in ranking if item not in set(history)][:20] and target not in history
+    assert evaluate_ranker(SequenceRanker(model, exclude_history=True), test, (10,))["recall@10"] >= again["recall@10"]
 
 
 def test_sasrec_loads_with_trust_remote_code_without_sidrec(sasrec_run):

@@ -202,7 +202,7 @@ def run_sasrec(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overr
         objectives=build_objectives(recipe.training.objectives),
         ranking_ks=tuple(ks),
         max_eval_users=e.max_validation_users,
-        ranker=lambda trained: SequenceRanker(trained, e.batch_size),
+        ranker=lambda trained: SequenceRanker(trained, e.batch_size, e.exclude_history),
         deterministic=recipe.training.deterministic,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience)],
     )

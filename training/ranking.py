@@ -73,13 +73,19 @@ class ItemSetRanker:
 
 
 class SequenceRanker:
-    """SASRec: the last position's state scored against every item (history items stay candidates)."""
+    """SASRec: the last position's state scored against every item.
 
-    def __init__(self, model, batch_size: int = 256):
-        self.model, self.batch_size = model, batch_size
+    History items stay candidates unless ``exclude_history`` (``evaluation.exclude_history``): that is the
+    protocol of some published SASRec numbers, so the option lets sidrec's floor be read beside them.
+    """
+
+    def __init__(self, model, batch_size: int = 256, exclude_history: bool = False):
+        self.model, self.batch_size, self.exclude_history = model, batch_size, exclude_history
 
     def rank(self, rows: Rows, top_k: int) -> Recommendations:
-        return self.model.recommend(rows["history"], top_k=top_k, batch_size=self.batch_size)
+        return self.model.recommend(
+            rows["history"], top_k=top_k, batch_size=self.batch_size, exclude_history=self.exclude_history
+        )
 
 
 class PopularityRanker:

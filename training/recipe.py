@@ -123,6 +123,9 @@ class EvaluationRecipe:
     max_validation_users: int | None = None
     max_test_users: int | None = None
     show_user: int = 0
+    # SASRec only: drop the items a user already has from its ranking, the protocol of some published SASRec
+    # numbers. sidrec's default keeps them as candidates, as the generative models' beam search does.
+    exclude_history: bool = False
 
 
 @dataclass
@@ -313,6 +316,12 @@ def check_recipe(recipe: Recipe) -> None:
         metric = "recall@20" if needed == 20 else "ndcg@10"
         raise RecipeError(
             f"evaluation.ks must include {needed}: early stopping follows validation {metric}; got {e.ks}"
+        )
+    if e.exclude_history and not (recipe.task == "sequential" and recipe.sasrec.enabled):
+        raise RecipeError(
+            "evaluation.exclude_history ranks without the user's own items, which only SASRec's full ranking "
+            "supports (the generative models' beam search and Mult-VAE's item sets have their own protocols): "
+            "set sasrec.enabled: true or drop evaluation.exclude_history"
         )
     if generative and max(e.ks) > e.num_beams:
         raise RecipeError(
