@@ -71,6 +71,17 @@ class GridRun:
     overrides: tuple[str, ...] = ()
     variant: str = ""  # names an ablation (recipe + overrides) in run ids and tables, e.g. "freeze-codes-2"
 
+    def resolved_overrides(self, seed: int, budget: str, runs_dir: Path) -> list[str]:
+        """The overrides with ``{seed}``, ``{budget}`` and ``{runs_dir}`` filled in: a run that reads another
+        grid run's output (its codes) names the one of its own seed and budget."""
+        values = {"{seed}": str(seed), "{budget}": budget, "{runs_dir}": str(runs_dir)}
+        resolved = []
+        for override in self.overrides:
+            for placeholder, value in values.items():
+                override = override.replace(placeholder, value)
+            resolved.append(override)
+        return resolved
+
 
 def _sci(name: str) -> GridRun:
     return GridRun(f"configs/scientific-{name}.yaml", "scientific")
@@ -108,6 +119,14 @@ DIGER_ABLATIONS = [
     # At the converged budget: is late churn the whole gap to TIGER? The best setting with its codes fixed for
     # the second half of the 20 epochs (ETEGRec's final recommender-only phase).
     _ablation("diger-reference-frqud-demo", "nearest-codes+freeze-10", *NEAREST_CODES, "joint.freeze_codes_epoch=10"),
+    # Two-stage DIGER: are the codes the end-to-end FrqUD run ended with better codes than TIGER's, once the
+    # recommender no longer pays for their churn? TIGER trained fresh on them (that run of the same seed and
+    # budget must have finished: `--recipes scientific-diger-frqud-demo` of the scientific-diger grid).
+    _ablation(
+        "tiger-demo",
+        "diger-end-to-end-frqud-codes",
+        "quantizer.codes_from={runs_dir}/scientific/scientific-diger-frqud-demo/{budget}/seed{seed}/model",
+    ),
 ]
 
 
@@ -324,9 +343,10 @@ def run_grid(
         if any(row["id"] == row_id for row in read_results(path)):
             print(f"[quality] {row_id}: finished before, skipped")
             continue
-        output_dir = (runs_dir or ROOT / "runs" / "bench") / run.dataset / row_id
+        root = runs_dir or ROOT / "runs" / "bench"
+        output_dir = root / run.dataset / row_id
         command = ["train.py", "--config", run.recipe, f"seed={seed}", f"output_dir={output_dir}"]
-        command += [*BUDGETS[budget], *run.overrides, *extra_overrides]
+        command += [*BUDGETS[budget], *run.resolved_overrides(seed, budget, root), *extra_overrides]
         checkpoint = interrupted_checkpoint(output_dir)
         if checkpoint:  # a run stopped mid-way (e.g. by the end of a session) continues instead of restarting
             print(f"[quality] {row_id}: resuming from {checkpoint} (delete {output_dir} to start it again)")

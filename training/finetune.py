@@ -33,22 +33,22 @@ DEFAULT_ARCHITECTURE = "t5"
 DEFAULT_TASK_TYPE = "SEQ_2_SEQ_LM"
 
 
-def resolve_model_dir(from_model: str) -> Path:
+def resolve_model_dir(from_model: str, key: str = "finetune.from_model") -> Path:
     """A local directory for ``from_model``: the directory itself, or a Hub repository's snapshot.
 
     A pushed model (``push_recommender``) is a whole run's model directory, items table included, so
-    fine-tuning from the Hub works as from a local run.
+    fine-tuning from the Hub works as from a local run. ``key`` is the recipe setting named in errors.
     """
     directory = Path(from_model)
     if (directory / "config.json").exists():
         return directory
     hint = "point it at a finished run's model directory (e.g. runs/window-base/model) or a pushed Hub repository"
     if directory.exists() or from_model.count("/") != 1:
-        raise RecipeError(f"finetune.from_model={from_model!r} is not a saved sidrec model (no config.json); {hint}")
+        raise RecipeError(f"{key}={from_model!r} is not a saved sidrec model (no config.json); {hint}")
     try:
         return Path(snapshot_download(from_model))
     except (HfHubHTTPError, LocalEntryNotFoundError, HFValidationError) as error:
-        message = f"finetune.from_model={from_model!r} could not be loaded from the Hub ({error}); {hint}"
+        message = f"{key}={from_model!r} could not be loaded from the Hub ({error}); {hint}"
         raise RecipeError(message) from error
 
 
@@ -62,10 +62,16 @@ def load_base_model(from_model: str, data: SequentialData):
     directory = resolve_model_dir(from_model)
     model = AutoModel.from_pretrained(str(directory))
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    check_same_catalogue(tokenizer, directory, data, "finetune.from_model")
+    return model, tokenizer
+
+
+def check_same_catalogue(tokenizer, directory: Path, data: SequentialData, key: str) -> None:
+    """Refuse a saved run's codes for a catalogue indexed differently from ``data`` (``key`` names the setting)."""
     if tokenizer.num_items != data.num_items:
         raise RecipeError(
-            f"finetune.from_model has codes for {tokenizer.num_items:,} items but the data has {data.num_items:,}: "
-            "fine-tune on the base run's catalogue (the same data.path and filtering settings; only "
+            f"{key} has codes for {tokenizer.num_items:,} items but the data has {data.num_items:,}: "
+            "use the saved run's catalogue (the same data.path and filtering settings; only "
             "data.drop_last may differ)"
         )
     table = read_item_table(directory)
@@ -74,10 +80,9 @@ def load_base_model(from_model: str, data: SequentialData):
         if saved != data.item_ids:
             first = next(i for i, (a, b) in enumerate(zip(saved, data.item_ids)) if a != b)
             raise RecipeError(
-                f"finetune.from_model indexes items differently from the data (item {first} is {saved[first]!r} "
-                f"there, {data.item_ids[first]!r} here): use the base run's data.path and filtering settings"
+                f"{key} indexes items differently from the data (item {first} is {saved[first]!r} "
+                f"there, {data.item_ids[first]!r} here): use the saved run's data.path and filtering settings"
             )
-    return model, tokenizer
 
 
 def peft_config(options: dict[str, Any]) -> PeftConfig:

@@ -33,9 +33,10 @@ class QuantizerFit:
         usage = ", ".join(
             f"{lvl}: usage {self.stats[f'{lvl}/usage']:.0%} ppl {self.stats[f'{lvl}/perplexity']:.1f}" for lvl in levels
         )
+        loss = f"; final loss {self.loss_history[-1]:.4f}" if self.loss_history else ""
         return (
             f"RQ-VAE codes: {usage}; collision rate {self.stats['collision_rate']:.2%} "
-            f"(max {int(self.stats['max_items_per_code'])} items per code); final loss {self.loss_history[-1]:.4f}"
+            f"(max {int(self.stats['max_items_per_code'])} items per code){loss}"
         )
 
 

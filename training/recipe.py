@@ -65,6 +65,9 @@ class QuantizerRecipe:
     # Fit the RQ-VAE (and its k-means start) on at most this many random items, then code every item:
     # for catalogues of 100k+ items, where an epoch over all of them is the slowest stage (bench_scale.py).
     fit_sample: int | None = None
+    # A saved run's model directory whose tokenizer's codes to use instead of fitting an RQ-VAE; the recommender
+    # is built fresh. Two-stage DIGER: train on the codes a joint run ended with, without their churn.
+    codes_from: str | None = None
 
 
 @dataclass
@@ -328,6 +331,20 @@ def check_recipe(recipe: Recipe) -> None:
             f"evaluation.ks reaches {max(e.ks)} but beam search returns evaluation.num_beams={e.num_beams} items "
             f"per user: set evaluation.num_beams >= {max(e.ks)} or drop the larger cut-offs"
         )
+    if recipe.quantizer.codes_from and not generative:
+        raise RecipeError("quantizer.codes_from gives a semantic-ID model its codes; this recipe trains none")
+    if recipe.quantizer.codes_from:
+        taken = {
+            "joint.enabled (DIGER and SODA train the codes they read)": recipe.joint.enabled,
+            "letter.enabled (LETTER fits its own codes)": recipe.letter.enabled,
+            "finetune.from_model (the saved model brings its own codes)": bool(finetune.from_model),
+        }
+        clash = [name for name, on in taken.items() if on]
+        if clash:
+            raise RecipeError(
+                f"quantizer.codes_from takes a saved run's codes as they are; it cannot be combined with "
+                f"{', '.join(clash)}: drop one of the two"
+            )
     if generative and not finetune.from_model and recipe.quantizer.epochs < 1:
         raise RecipeError(f"quantizer.epochs must be at least 1 (the RQ-VAE is fitted), got {recipe.quantizer.epochs}")
     _check_embedding_source(recipe)

@@ -8,10 +8,12 @@ import torch
 from accelerate import PartialState
 
 from ...tokenization.configuration_quantizer import SemanticIDQuantizerConfig
+from ...tokenization.semantic_codes import code_statistics
 from ...tokenization.tokenization_semantic_id import SemanticIDTokenizer
 from ..collaborative import load_collaborative_embeddings
 from ..data import SequentialData
 from ..embeddings import EmbeddingShards, embed_texts, embeds_in_shards
+from ..finetune import check_same_catalogue, resolve_model_dir
 from ..fit_quantizer import QuantizerFit, fit_quantizer
 from ..methods.letter import LetterRegularizer
 from ..recipe import EmbeddingRecipe, Recipe
@@ -84,6 +86,22 @@ def build_codes(
         regularizer=regularizer,
         fit_sample=q.fit_sample,
     )
+
+
+def codes_from_run(recipe: Recipe, data: SequentialData) -> QuantizerFit:
+    """The codes (and quantizer) of the saved run ``quantizer.codes_from`` names, as if fitted here.
+
+    The catalogue must be indexed as that run's was. The quantizer shape of the recipe is set from the saved
+    tokenizer, so ``recipe.yaml`` and the model card describe the codes the run actually read.
+    """
+    directory = resolve_model_dir(recipe.quantizer.codes_from, "quantizer.codes_from")
+    saved = SemanticIDTokenizer.from_pretrained(str(directory))
+    check_same_catalogue(saved, directory, data, "quantizer.codes_from")
+    recipe.quantizer.num_levels = saved.num_levels - 1  # the saved codes end with the collision level
+    recipe.quantizer.codebook_size = saved.codebook_size
+    codes = saved.item_codes.clone()
+    stats = code_statistics(codes[:, :-1], saved.codebook_size)
+    return QuantizerFit(quantizer=saved.quantizer, codes=codes, stats=stats)
 
 
 def build_tokenizer(recipe: Recipe, fit: QuantizerFit) -> SemanticIDTokenizer:

@@ -23,6 +23,7 @@ from ..recipe import Recipe
 from .codes import (
     build_codes,
     build_tokenizer,
+    codes_from_run,
     collaborative_embeddings,
     embed_catalogue,
     letter_regularizer,
@@ -43,15 +44,21 @@ class BuiltModel:
 def build_recommender(recipe: Recipe, data: SequentialData, say=print) -> BuiltModel:
     """A new recommender for ``data``: embeddings -> RQ-VAE codes -> tokenizer -> the method's model.
 
-    TIGER: a plain SID-T5 over the fitted codes; ``dmrec.enabled``: DMRec-T5; ``joint.enabled``
-    (DIGER): the joint model that holds the quantizer, with its learning rates and callbacks.
+    TIGER: a plain SID-T5 over the fitted codes (or a saved run's, ``quantizer.codes_from``);
+    ``dmrec.enabled``: DMRec-T5; ``joint.enabled`` (DIGER): the joint model that holds the quantizer, with
+    its learning rates and callbacks.
     """
-    needs_text = recipe.embeddings.source != "collaborative" or recipe.dmrec.enabled  # DMRec's meta-network reads text
-    text = embed_catalogue(recipe, data) if needs_text else None
-    collaborative = collaborative_embeddings(recipe, data)  # a SASRec run's item table, read once
-    embeddings = combine_embeddings(text, collaborative, recipe.embeddings.source)  # what the RQ-VAE quantises
-    fit = build_codes(recipe, embeddings, letter_regularizer(recipe, collaborative))
-    say(fit.summary())
+    if recipe.quantizer.codes_from:  # a saved run's codes: nothing to quantise, text only for DMRec's meta-network
+        text = embed_catalogue(recipe, data) if recipe.dmrec.enabled else None
+        fit, embeddings = codes_from_run(recipe, data), None
+        say(f"Codes of {recipe.quantizer.codes_from}: " + fit.summary())
+    else:
+        needs_text = recipe.embeddings.source != "collaborative" or recipe.dmrec.enabled  # DMRec's meta-network reads
+        text = embed_catalogue(recipe, data) if needs_text else None
+        collaborative = collaborative_embeddings(recipe, data)  # a SASRec run's item table, read once
+        embeddings = combine_embeddings(text, collaborative, recipe.embeddings.source)  # what the RQ-VAE quantises
+        fit = build_codes(recipe, embeddings, letter_regularizer(recipe, collaborative))
+        say(fit.summary())
     tokenizer = build_tokenizer(recipe, fit)
     set_seed(recipe.seed)
     config = SIDT5Config(
