@@ -147,6 +147,27 @@ def test_a_grid_skips_finished_runs_and_resumes_after_an_interruption(tmp_path, 
     assert quality.run_grid("toy", [1, 2, 3], "demo", **kwargs) == 0
 
 
+def test_a_run_that_reads_another_runs_codes_names_the_one_of_its_own_seed_and_budget(tmp_path):
+    two_stage = next(run for run in quality.GRIDS["scientific-diger-ablations"] if run.variant.startswith("diger-"))
+    read: dict[int, list[str]] = {}
+
+    def fake_train(command):
+        output_dir = Path(next(arg.split("=", 1)[1] for arg in command if arg.startswith("output_dir=")))
+        seed = int(next(arg.split("=", 1)[1] for arg in command if arg.startswith("seed=")))
+        read[seed] = [arg.split("=", 1)[1] for arg in command if arg.startswith("quantizer.codes_from=")]
+        output_dir.mkdir(parents=True)
+        (output_dir / "metrics.json").write_text(json.dumps({"run/method": "tiger", "test/recall@10": 0.1}))
+        (output_dir / "test_ranks.json").write_text(json.dumps({"users": [0], "ranks": [0]}))
+
+    kwargs = dict(runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", train=fake_train)
+    quality.run_grid("scientific-diger-ablations", [43, 44], "converged", recipes=[two_stage.variant], **kwargs)
+    first_stage = tmp_path / "runs" / "scientific" / "scientific-diger-frqud-demo" / "converged"
+    assert read == {seed: [f"{first_stage}/seed{seed}/model"] for seed in (43, 44)}
+    # overrides without placeholders pass through untouched, YAML braces included
+    kept = quality.GridRun("configs/x.yaml", "x", ("training.objectives={ce: 1.0, soda: {weight: 1.0}}",))
+    assert kept.resolved_overrides(1, "demo", tmp_path) == ["training.objectives={ce: 1.0, soda: {weight: 1.0}}"]
+
+
 def test_readme_results_tables_equal_what_the_result_files_render():
     pages = quality.pages_with_tables()
     assert ROOT / "README.md" in pages
