@@ -189,6 +189,7 @@ GRIDS: dict[str, list[GridRun]] = {
             "tiger-cf-demo",
             "etegrec-demo",
             "tiger-textcf-soda-demo",
+            "tiger-cf-soda-demo",  # SODA over the best collaborative row at the converged budget
             "letter-soda-demo",  # SODA over its paper's own backbones
             "etegrec-soda-demo",
         )
