@@ -458,7 +458,8 @@ def _codes_context(metrics: dict[str, Any], recipe: dict[str, Any], trained_code
     has_final = any(key.startswith("codes/final/") for key in metrics)
     code_prefix = "codes/final/" if has_final else "codes/"  # the codes the model was evaluated with
     return {
-        "code_columns": ["after the RQ-VAE fit"] + (["final (the codes this model uses)"] if trained_codes else []),
+        "code_columns": ["as the saved run left them" if quantizer.get("codes_from") else "after the RQ-VAE fit"]
+        + (["final (the codes this model uses)"] if trained_codes else []),
         "code_rows": _code_rows(metrics, num_levels, codebook_size, trained_codes and has_final),
         "collision_rate": _percent(metrics.get(f"{code_prefix}collision_rate")),
     }

@@ -43,6 +43,9 @@ def test_the_second_stage_reads_the_first_stages_final_codes_and_recommends(dige
     # the recipe the run saved describes the codes it read (3 levels + collision level), not the override's 2
     saved = load_recipe(out / "tiger" / "recipe.yaml")
     assert saved.quantizer.num_levels == first.num_levels - 1 and saved.quantizer.codebook_size == first.codebook_size
+    card = (out / "tiger" / "model" / "README.md").read_text()  # names where the codes came from, no fit
+    assert f"on the semantic IDs of the saved run `{out}/diger/model`" in card and "fitted 60 epochs" not in card
+    assert "as the saved run left them" in card
     model = AutoModel.from_pretrained(out / "tiger" / "model")
     ranked = model.recommend([[0, 1, 2], [5, 9]], second, top_k=10).items.tolist()
     assert all(len(set(row)) == 10 and 0 <= min(row) and max(row) < second.num_items for row in ranked)
