@@ -23,9 +23,10 @@ whose schedule had annealed. ``long`` is the rule the first converged runs used
 hour per seed on CPU, so it is kept for a GPU or for runs resumed across sessions. Each row records its
 budget's overrides.
 
-``render`` writes every table between ``<!-- results:<dataset>:<budget>[:<protocol>[:<methods>]] -->``
+``render`` writes every table between ``<!-- results:<dataset>:<budget>[:<protocol>[:<methods>[:<baselines>]]] -->``
 (protocol ``leave-one-out``, ``item-sets``, ``codes`` or ``validation``; methods a comma-separated list of
-method-name prefixes, e.g. ``tiger,diger``) and ``<!-- /results -->`` in the README and the docs pages
+method-name prefixes, e.g. ``tiger,diger``; baselines the methods each row is compared with, default the
+protocol's, e.g. ``tiger,sasrec``) and ``<!-- /results -->`` in the README and the docs pages
 (``codes``: level usage, collisions and churn of the semantic IDs each run was evaluated with;
 ``validation``: a setting chosen on validation NDCG@10, each candidate's test numbers beside it):
 mean and standard deviation over seeds, the change of
@@ -442,40 +443,50 @@ BASELINES = {"leave-one-out": "tiger", "item-sets": "mult-vae"}
 
 
 def render_table(
-    rows: list[dict], dataset: str, budget: str, protocol: str = "leave-one-out", results_dir: Path = RESULTS
+    rows: list[dict],
+    dataset: str,
+    budget: str,
+    protocol: str = "leave-one-out",
+    results_dir: Path = RESULTS,
+    baselines: tuple[str, ...] | None = None,
 ) -> str:
     """The markdown table of one data set, budget and protocol: a row per method, mean ± std over seeds.
 
-    Against the protocol's baseline (TIGER for leave-one-out, the plain Mult-VAE for item sets): the
-    relative change of mean Recall@10 and, where every run saved its per-user ranks, the paired
-    randomization test on per-user Recall@10 averaged over seeds.
+    Against each baseline (default: the protocol's, TIGER for leave-one-out, the plain Mult-VAE for item
+    sets; a block can name more, e.g. TIGER and SASRec): the relative change of mean Recall@10 and, where
+    every run saved its per-user ranks, the paired randomization test on per-user Recall@10 averaged over seeds.
     """
     chosen = [r for r in rows if r["budget"] == budget and r.get("protocol", "leave-one-out") == protocol]
     if not chosen:
         return f"_No {budget}-budget {protocol} runs in `benchmarks/results/{dataset}.jsonl` yet._"
     methods = _by_method(chosen)
-    baseline_name = BASELINES[protocol]
-    baseline = methods.get(baseline_name, [])
-    baseline_hits = _mean_hits(baseline, dataset, results_dir)
+    against = [(name, methods.get(name, [])) for name in (baselines or (BASELINES[protocol],))]
+    against_hits = {name: _mean_hits(runs, dataset, results_dir) for name, runs in against}
     header = ["method", "seeds", *[m.replace("recall", "R").replace("ndcg", "N") for m in TABLE_METRICS]]
-    header += [f"R@10 vs {baseline_name}", "p (R@10)", "epochs", "train min"]
+    for position, (name, _) in enumerate(against):
+        header += [f"R@10 vs {name}", "p (R@10)" if position == 0 else f"p vs {name}"]
+    header += ["epochs", "train min"]
     lines = ["| " + " | ".join(header) + " |", "| --- | ---: |" + " ---: |" * (len(header) - 2)]
     popularity = chosen[0]["metrics"]
     if all(f"test/popularity/{m}" in popularity for m in TABLE_METRICS):
         cells = " | ".join(f"{popularity[f'test/popularity/{m}']:.4f}" for m in TABLE_METRICS)
-        lines.append(f"| popularity | - | {cells} | | | | |")
+        lines.append(f"| popularity | - | {cells} |" + " |" * (2 * len(against) + 2))
     for method, runs in methods.items():
         cells = " | ".join(_mean_std([r["metrics"][f"test/{m}"] for r in runs]) for m in TABLE_METRICS)
-        change, p_value = "", ""
-        if baseline and method != baseline_name:
-            change = f"{100 * (_mean_recall10(runs) / _mean_recall10(baseline) - 1):+.1f}%"
-            hits = _mean_hits(runs, dataset, results_dir)
-            if hits is not None and baseline_hits is not None and len(hits) == len(baseline_hits):
-                p_value = _p(paired_randomization_test(hits, baseline_hits))
+        hits = _mean_hits(runs, dataset, results_dir)
+        comparisons = []
+        for name, baseline in against:
+            change, p_value = "", ""
+            if baseline and method != name:
+                change = f"{100 * (_mean_recall10(runs) / _mean_recall10(baseline) - 1):+.1f}%"
+                baseline_hits = against_hits[name]
+                if hits is not None and baseline_hits is not None and len(hits) == len(baseline_hits):
+                    p_value = _p(paired_randomization_test(hits, baseline_hits))
+            comparisons += [change, p_value]
         epochs = np.mean([r["epochs"] for r in runs if r.get("epochs") is not None])
         minutes = np.mean([r["train_seconds"] for r in runs if r.get("train_seconds") is not None]) / 60
         seeds = ", ".join(str(r["seed"]) for r in runs)
-        lines.append(f"| {method} | {seeds} | {cells} | {change} | {p_value} | {epochs:.1f} | {minutes:.1f} |")
+        lines.append(f"| {method} | {seeds} | {cells} | {' | '.join(comparisons)} | {epochs:.1f} | {minutes:.1f} |")
     return "\n".join(lines) + "\n\n" + machines_line(chosen)
 
 
@@ -592,7 +603,7 @@ def render_readme(text: str, results_dir: Path = RESULTS) -> str:
         dataset, budget, *rest = key.split(":")
         everything = read_results(results_dir / f"{dataset}.jsonl")
         rows = everything
-        if len(rest) > 1:  # only the methods named (by prefix), e.g. ``tiger,diger`` on a method's page
+        if len(rest) > 1 and rest[1]:  # only the methods named (by prefix), e.g. ``tiger,diger`` on a method's page
             prefixes = tuple(rest[1].split(","))
             rows = [row for row in rows if row["method"].startswith(prefixes)]
         protocol = rest[0] if rest else "leave-one-out"
@@ -600,7 +611,8 @@ def render_readme(text: str, results_dir: Path = RESULTS) -> str:
             return render_selection_table(rows, budget, [r for r in everything if r["method"] == "tiger"])
         if protocol == "codes":
             return render_codes_table(rows, budget)
-        return render_table(rows, dataset, budget, protocol, results_dir)
+        baselines = tuple(rest[2].split(",")) if len(rest) > 2 else None  # e.g. ``tiger,sasrec``
+        return render_table(rows, dataset, budget, protocol, results_dir, baselines)
 
     text = replace_blocks(text, "<!-- results:", "<!-- /results -->", results_block)
     return replace_blocks(text, "<!-- speed:", "<!-- /speed -->", lambda stem: render_speed_table(stem, results_dir))

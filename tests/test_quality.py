@@ -93,6 +93,28 @@ def test_table_renderer_on_a_hand_made_results_file(tmp_path):
     assert lines[-1] == "Runs measured on: box A (3); box B (1)."  # the table's 4 runs, not the other budget's
 
 
+def test_a_block_can_compare_every_row_with_two_baselines(tmp_path):
+    rows = [
+        _row("tiger", 1, 0.10, 0.05, 4, 60),
+        _row("sasrec", 1, 0.40, 0.10, 9, 60),
+        _row("letter", 1, 0.20, 0.1, 4, 60),
+    ]
+    (tmp_path / "toy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _ranks(tmp_path, "tiger/demo/seed1", [0, 50, -1])  # hits user 0
+    _ranks(tmp_path, "sasrec/demo/seed1", [3, 9, 1])  # hits users 0, 1, 2
+    _ranks(tmp_path, "letter/demo/seed1", [1, 2, 30])  # hits users 0, 1
+    text = "<!-- results:toy:demo:leave-one-out:tiger,letter,sasrec:tiger,sasrec -->\n<!-- /results -->\n"
+    lines = quality.render_readme(text, results_dir=tmp_path).splitlines()
+    assert lines[1].endswith("| R@10 vs tiger | p (R@10) | R@10 vs sasrec | p vs sasrec | epochs | train min |")
+    assert lines[3].endswith(" | | | | | | |")  # popularity: six empty cells after its metrics
+    # letter: 0.20 is +100% over TIGER's 0.10 (hit differences 0, +1, 0: exact p 2/2) and -50% against SASRec's
+    # 0.40 (differences 0, 0, -1: p 1)
+    letter = next(line for line in lines if line.startswith("| letter"))
+    assert letter.endswith("| +100.0% | 1.000 | -50.0% | 1.000 | 4.0 | 1.0 |")
+    sasrec = next(line for line in lines if line.startswith("| sasrec"))
+    assert sasrec.endswith("| +300.0% | 0.500 |  |  | 9.0 | 1.0 |")  # no comparison with itself
+
+
 def test_render_readme_replaces_only_the_marked_blocks(tmp_path):
     (tmp_path / "toy.jsonl").write_text(json.dumps(_row("tiger", 1, 0.1, 0.05, 4, 60)) + "\n")
     text = "intro\n<!-- results:toy:demo -->\nstale table\n<!-- /results -->\noutro\n"
