@@ -123,10 +123,13 @@ DIGER_ABLATIONS = [
     # Two-stage DIGER: are the codes the end-to-end FrqUD run ended with better codes than TIGER's, once the
     # recommender no longer pays for their churn? TIGER trained fresh on them (that run of the same seed and
     # budget must have finished: `--recipes scientific-diger-frqud-demo` of the scientific-diger grid).
-    _ablation(
-        "tiger-demo",
-        "diger-end-to-end-frqud-codes",
-        "quantizer.codes_from={runs_dir}/scientific/scientific-diger-frqud-demo/{budget}/seed{seed}/model",
+    *(
+        _ablation(
+            "tiger-demo",
+            f"diger-end-to-end-{strategy}-codes",
+            f"quantizer.codes_from={{runs_dir}}/scientific/scientific-diger-{strategy}-demo/{{budget}}/seed{{seed}}/model",
+        )
+        for strategy in ("frqud", "sdud")
     ),
 ]
 
