@@ -56,6 +56,10 @@ def _row(method, seed, recall10, ndcg10, epochs, seconds, budget="demo"):
             "epochs": epochs, "train_seconds": seconds, "protocol": "leave-one-out"}  # fmt: skip
 
 
+def _write_results(results_dir: Path, rows: list[dict]) -> None:
+    (results_dir / "toy.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
 def _ranks(results_dir: Path, row_id: str, ranks: list[int]) -> None:
     path = results_dir / "ranks" / "toy" / (row_id.replace("/", "__") + ".json.gz")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +76,7 @@ def test_table_renderer_on_a_hand_made_results_file(tmp_path):
     ]
     for row, machine in zip(rows, ["box A", "box A", "box B", "box A", "box C"], strict=True):
         row["machine"] = machine
-    (tmp_path / "toy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _write_results(tmp_path, rows)
     # per-user ranks: TIGER hits user 0 only (rank 50 is past 10), SASRec hits all three users
     for seed in (1, 2):
         _ranks(tmp_path, f"tiger/demo/seed{seed}", [0, 50, -1])
@@ -99,7 +103,7 @@ def test_a_block_can_compare_every_row_with_two_baselines(tmp_path):
         _row("sasrec", 1, 0.40, 0.10, 9, 60),
         _row("letter", 1, 0.20, 0.1, 4, 60),
     ]
-    (tmp_path / "toy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _write_results(tmp_path, rows)
     _ranks(tmp_path, "tiger/demo/seed1", [0, 50, -1])  # hits user 0
     _ranks(tmp_path, "sasrec/demo/seed1", [3, 9, 1])  # hits users 0, 1, 2
     _ranks(tmp_path, "letter/demo/seed1", [1, 2, 30])  # hits users 0, 1
@@ -203,7 +207,7 @@ def test_a_block_can_name_the_methods_it_shows(tmp_path):
         _row("diger-reference-frqud", 1, 0.2, 0.1, 4, 60),
         _row("sasrec", 1, 0.3, 0.2, 9, 9),
     ]
-    (tmp_path / "toy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _write_results(tmp_path, rows)
     text = "<!-- results:toy:demo:leave-one-out:tiger,diger -->\n<!-- /results -->\n"
     table = quality.render_readme(text, results_dir=tmp_path)
     assert "| tiger |" in table and "| diger-reference-frqud |" in table and "sasrec" not in table
