@@ -113,6 +113,9 @@ DIGER_ABLATIONS = [
     _ablation("diger-frqud-demo", "hysteresis-1", "joint.code_hysteresis=1.0"),
     _ablation("diger-frqud-demo", "sinkhorn-centred", "joint.logits=centred", "joint.sinkhorn_epsilon=0.003"),
     _ablation("diger-frqud-demo", "codebook-embeddings", "joint.code_embeddings=codebook"),
+    # Scale-aware updates: the deep levels' codebooks fixed (their tiny code gaps re-label most items at any step).
+    _ablation("diger-frqud-demo", "frozen-levels-1-2", "joint.frozen_code_levels=[1, 2]"),
+    _ablation("diger-frqud-demo", "frozen-level-2", "joint.frozen_code_levels=[2]"),
     # Why the reference mode loses to TIGER: its balanced starting codes alone (frozen from epoch 0), or
     # its churn alone (nearest codes, no Sinkhorn).
     _ablation("diger-reference-frqud-demo", "frozen-sinkhorn-codes", "joint.freeze_codes_epoch=0"),

@@ -325,6 +325,10 @@ def test_recipes_name_the_mode_and_resolve_its_defaults(name, method, resolved):
         ("joint.trainable=false", "drop joint.trainable: false"),
         ("joint.code_embeddings=codebooks", "joint.code_embeddings='codebooks' is not one of"),
         ("joint.code_hysteresis=-0.5", "code_hysteresis must be >= 0"),
+        (
+            "joint.frozen_code_levels=[2, 3]",
+            r"frozen code levels \[3\] are not levels of this quantizer: use levels 0 to",
+        ),
     ],
 )
 def test_bad_joint_settings_fail_before_any_work(override, message):
@@ -366,3 +370,41 @@ def test_codebook_derived_embeddings_equal_w_e_plus_b_and_follow_the_codebook(fi
     output = model(**batch)
     output.loss.backward()
     assert model.code_projection[0].weight.grad.abs().sum() > 0
+
+
+# ----- frozen code levels (scale-aware tokenizer updates) ----------------------------------------------
+def test_frozen_levels_get_no_gradient_while_training_and_theirs_again_after(fitted, title_embeddings, scientific):
+    from types import SimpleNamespace
+
+    from sidrec.training.methods.diger import FrozenCodeLevelsCallback
+
+    model, tokenizer = end_to_end_model(fitted, title_embeddings)
+    batch = train_batch(tokenizer, scientific)
+    callback = FrozenCodeLevelsCallback((2, 1))
+    callback.on_train_begin(None, SimpleNamespace(), None, model=model)
+    output = model(**batch)
+    (output.loss + output.quantizer_loss).backward()
+    grad = model.quantizer.codebooks.grad
+    assert grad[0].abs().sum() > 0 and grad[1:].abs().sum() == 0  # zero before clipping: no share of the norm
+    callback.on_train_end(None, SimpleNamespace(), None, model=model)
+    model.zero_grad(set_to_none=True)
+    output = model(**batch)
+    (output.loss + output.quantizer_loss).backward()
+    assert model.quantizer.codebooks.grad[1:].abs().sum() > 0  # the hook is gone with the training
+
+
+@pytest.mark.slow
+def test_frozen_levels_stay_exact_through_training_with_weight_decay(fitted, title_embeddings, scientific, tmp_path):
+    from sidrec.training.methods.diger import FrozenCodeLevelsCallback
+
+    from .test_joint import joint_trainer
+
+    trainer = joint_trainer(fitted, title_embeddings, scientific, tmp_path, "frqud", epochs=1)
+    trainer.args.weight_decay = 0.1  # AdamW shrinks every parameter it holds, gradient or not
+    trainer.learning_rates = {"quantizer.": 1e-3}  # 100x the recipe: every trained codebook row moves
+    trainer.add_callback(FrozenCodeLevelsCallback((1, 2)))
+    start = trainer.model.quantizer.codebooks.detach().clone()
+    trainer.train()
+    after = trainer.model.quantizer.codebooks.detach()
+    assert torch.equal(after[1:], start[1:])
+    assert not torch.equal(after[0], start[0])  # the level left trainable did train

@@ -7,6 +7,7 @@ The room holds everything DIGER adds over TIGER:
   (the recommendation loss reaches the codes);
 - ``uncertainty_decay``: the Gumbel-noise strategies (``none``, ``anneal``, ``frqud``, ``sdud``);
 - ``living_codes``: the callback that re-assigns the catalogue's codes after each epoch;
+- ``frozen_levels``: the callback that keeps chosen codebook levels fixed (scale-aware updates);
 - here: the recipe section (``joint:``), the ``quantizer`` objective with DIGER's balance term,
   the recipe rules, and :func:`build_joint_model`, which the pipeline calls when ``joint.enabled``.
 """
@@ -21,6 +22,7 @@ import torch
 from ....tokenization.configuration_quantizer import LOGIT_MODES
 from ...errors import RecipeError
 from ...objectives import Objective, register_objective
+from .frozen_levels import FrozenCodeLevelsCallback, check_frozen_levels
 from .joint_model import CODE_EMBEDDINGS, FROZEN_ENCODER, JOINT_MODES, JointOutput, JointSIDT5
 from .living_codes import LivingCodesCallback
 from .uncertainty_decay import STRATEGIES, UncertaintyDecay, UncertaintyDecayCallback, build_uncertainty_decay
@@ -63,6 +65,8 @@ class JointRecipe:
     code_hysteresis: float = 0.0  # keep an item's code unless a new one is better by more than this (logit units)
     freeze_codes_epoch: int | None = None  # from this epoch on: fixed codes, the recommender alone (ETEGRec's end)
     alternate: bool = False  # ETEGRec's cycle: tokenizer epoch (recommender frozen), then recommender epoch
+    # Scale-aware updates: these levels' codebooks never move (the deep ones re-label most items at any step).
+    frozen_code_levels: list[int] = field(default_factory=list)
     code_embeddings: str = "table"  # table | codebook: code-token embeddings W_l e_{l,k} + b_{l,k}, tied to the output
     alignment: bool = False  # ETEGRec's projections for its sia/psa objectives (reference mode; methods/etegrec.py)
 
@@ -142,6 +146,10 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
             f"joint.code_hysteresis must be >= 0 and joint.freeze_codes_epoch >= 0 (or null = never); got "
             f"{joint.code_hysteresis} and {joint.freeze_codes_epoch}"
         )
+    try:
+        check_frozen_levels(joint.frozen_code_levels, recipe.quantizer.num_levels)
+    except ValueError as error:
+        raise RecipeError(f"joint.frozen_code_levels={joint.frozen_code_levels}: {error}") from error
     if joint.enabled and joint.mode == "reference" and not joint.trainable:
         raise RecipeError("joint.mode: reference trains the codebooks on their own losses: drop joint.trainable: false")
     try:
@@ -194,6 +202,8 @@ def build_joint_model(
     if any(param.requires_grad for param in decay.parameters()):
         learning_rates.setdefault("uncertainty_decay.", joint.sigma_learning_rate)
     callbacks = [UncertaintyDecayCallback(model), LivingCodesCallback(tokenizer, reassign=joint.reassign_codes)]
+    if joint.frozen_code_levels:
+        callbacks.append(FrozenCodeLevelsCallback(tuple(joint.frozen_code_levels)))
     return model, learning_rates, callbacks
 
 
@@ -202,6 +212,7 @@ __all__ = [
     "JointOutput",
     "JointRecipe",
     "JointSIDT5",
+    "FrozenCodeLevelsCallback",
     "LivingCodesCallback",
     "QuantizerObjective",
     "UncertaintyDecay",
