@@ -116,6 +116,13 @@ DIGER_ABLATIONS = [
     # Scale-aware updates: the deep levels' codebooks fixed (their tiny code gaps re-label most items at any step).
     _ablation("diger-frqud-demo", "frozen-levels-1-2", "joint.frozen_code_levels=[1, 2]"),
     _ablation("diger-frqud-demo", "frozen-level-2", "joint.frozen_code_levels=[2]"),
+    # ... and with the encoder fixed too, so only the level-0 codebook moves: is deep churn the coarse levels' doing?
+    _ablation(
+        "diger-frqud-demo",
+        "frozen-levels-1-2+frozen-encoder",
+        "joint.frozen_code_levels=[1, 2]",
+        "joint.frozen_encoder=all",
+    ),
     # Why the reference mode loses to TIGER: its balanced starting codes alone (frozen from epoch 0), or
     # its churn alone (nearest codes, no Sinkhorn).
     _ablation("diger-reference-frqud-demo", "frozen-sinkhorn-codes", "joint.freeze_codes_epoch=0"),
