@@ -393,6 +393,15 @@ def test_frozen_levels_get_no_gradient_while_training_and_theirs_again_after(fit
     assert model.quantizer.codebooks.grad[1:].abs().sum() > 0  # the hook is gone with the training
 
 
+def test_frozen_levels_of_an_untrained_quantizer_are_refused():
+    recipe = load_recipe(
+        ROOT / "configs" / "scientific-diger-frqud-demo.yaml",
+        ["joint.frozen_code_levels=[2]", "joint.trainable=false"],
+    )
+    with pytest.raises(RecipeError, match="joint.trainable: false already fixes all of them: drop one of the two"):
+        check_method_settings(recipe)
+
+
 @pytest.mark.slow
 def test_frozen_levels_stay_exact_through_training_with_weight_decay(fitted, title_embeddings, scientific, tmp_path):
     from sidrec.training.methods.diger import FrozenCodeLevelsCallback

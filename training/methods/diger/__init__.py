@@ -150,6 +150,11 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
         check_frozen_levels(joint.frozen_code_levels, recipe.quantizer.num_levels)
     except ValueError as error:
         raise RecipeError(f"joint.frozen_code_levels={joint.frozen_code_levels}: {error}") from error
+    if joint.frozen_code_levels and not joint.trainable:
+        raise RecipeError(
+            "joint.frozen_code_levels keeps some levels of a training quantizer fixed, but joint.trainable: false "
+            "already fixes all of them: drop one of the two"
+        )
     if joint.enabled and joint.mode == "reference" and not joint.trainable:
         raise RecipeError("joint.mode: reference trains the codebooks on their own losses: drop joint.trainable: false")
     try:
@@ -209,10 +214,10 @@ def build_joint_model(
 
 __all__ = [
     "STRATEGIES",
+    "FrozenCodeLevelsCallback",
     "JointOutput",
     "JointRecipe",
     "JointSIDT5",
-    "FrozenCodeLevelsCallback",
     "LivingCodesCallback",
     "QuantizerObjective",
     "UncertaintyDecay",
