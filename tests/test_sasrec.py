@@ -177,3 +177,27 @@ def test_a_sasrec_run_writes_its_own_card_whose_snippet_runs(sasrec_run, capsys)
     exec(compile(snippet, "card-snippet", "exec"), {})  # runs as written against the saved model
     printed = capsys.readouterr().out.strip()
     assert len(ast.literal_eval(printed)) == 10
+
+
+def test_sasrec_protocols_reads_one_saved_run_both_ways_and_keeps_other_entries(sasrec_run, tmp_path, monkeypatch):
+    """benchmarks/sasrec_protocols.py: the same saved model, history kept and excluded, added to a results file."""
+    import importlib.util
+
+    from .conftest import ROOT
+
+    path = ROOT / "benchmarks" / "sasrec_protocols.py"
+    spec = importlib.util.spec_from_file_location("sidrec_sasrec_protocols", path)
+    protocols = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(protocols)
+    out, _ = sasrec_run
+    output = tmp_path / "protocols.json"
+    output.write_text(json.dumps({"earlier/run": {"kept": {}, "excluded": {}}}))
+    monkeypatch.setattr(sys, "argv", ["sasrec_protocols.py", str(out), "--output", str(output)])
+    protocols.main()
+    results = json.loads(output.read_text())
+    key = "/".join(out.parts[-4:])
+    assert set(results) == {"earlier/run", key}  # an earlier entry is never lost
+    kept, excluded = results[key]["kept"], results[key]["excluded"]
+    assert set(kept) == set(excluded) and {"recall@10", "ndcg@10"} <= set(kept)
+    # A test target is never in its own history on this data: excluding history can only lift it, and does.
+    assert all(excluded[name] >= kept[name] for name in kept) and any(excluded[name] > kept[name] for name in kept)
