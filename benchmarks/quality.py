@@ -302,7 +302,7 @@ def result_row(run: GridRun, seed: int, budget: str, output_dir: Path, extra_ove
 
 def save_ranks(dataset: str, row_id: str, output_dir: Path, results_dir: Path = RESULTS) -> None:
     source = output_dir / "test_ranks.json"
-    if not source.exists():  # item-set runs (Mult-VAE) have no single target rank
+    if not source.exists():  # runs from before item-set runs saved theirs
         return
     target = results_dir / "ranks" / dataset / (row_id.replace("/", "__") + ".json.gz")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -313,7 +313,13 @@ def load_ranks(dataset: str, row_id: str, results_dir: Path = RESULTS) -> np.nda
     path = results_dir / "ranks" / dataset / (row_id.replace("/", "__") + ".json.gz")
     if not path.exists():
         return None
-    return np.asarray(json.loads(gzip.decompress(path.read_bytes()))["ranks"])
+    ranks = json.loads(gzip.decompress(path.read_bytes()))["ranks"]
+    if not (ranks and isinstance(ranks[0], list)):
+        return np.asarray(ranks)
+    per_user = np.empty(len(ranks), dtype=object)  # item sets: a rank per held-out item, lists of any length
+    for user, user_ranks in enumerate(ranks):
+        per_user[user] = np.asarray(user_ranks)
+    return per_user
 
 
 def train_with_script(command: list[str]) -> None:
@@ -440,7 +446,13 @@ def paired_randomization_test(a: np.ndarray, b: np.ndarray, samples: int = 10_00
 
 
 def hits_at(ranks: np.ndarray, k: int) -> np.ndarray:
-    """Per-user Recall@k (= hit@k with one held-out item) from 0-based target ranks (-1 = not ranked)."""
+    """Per-user Recall@k from 0-based ranks (-1 = not ranked).
+
+    Leave-one-out: one target rank per user, so Recall@k is hit@k. Item sets (an object array of
+    per-user rank arrays, DMRec's split): the share of the user's held-out items ranked below ``k``.
+    """
+    if ranks.dtype == object:
+        return np.asarray([np.mean((user >= 0) & (user < k)) for user in ranks], dtype=np.float64)
     return ((ranks >= 0) & (ranks < k)).astype(np.float64)
 
 

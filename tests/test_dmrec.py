@@ -409,6 +409,13 @@ def test_collaborative_recipe_reports_metrics_the_saved_model_reproduces(tmp_pat
     again = ranking_metrics(ranked, pad_item_sets(test["held_out"]), (5, 10, 20))
     for key in ("recall@20", "ndcg@20", "recall@5"):
         assert again[key] == pytest.approx(metrics[f"test/{key}"])
+    # test_ranks.json: each held-out item's rank, so a user's Recall@k is the share of its list below k
+    saved_ranks = json.loads((tmp_path / "run" / "test_ranks.json").read_text())
+    assert saved_ranks["users"] == test["user"]
+    assert [len(r) for r in saved_ranks["ranks"]] == [len(h) for h in test["held_out"]]
+    for k in (5, 10, 20):
+        per_user = [sum(0 <= r < k for r in ranks) / len(ranks) for ranks in saved_ranks["ranks"]]
+        assert sum(per_user) / len(per_user) == pytest.approx(metrics[f"test/recall@{k}"])
     from huggingface_hub import ModelCard  # the run's own card: Mult-VAE with MDDM, not an SID-T5 card
 
     card = ModelCard.load(tmp_path / "run" / "model" / "README.md")

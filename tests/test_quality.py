@@ -47,6 +47,13 @@ def test_hits_at_k_from_target_ranks():
     assert quality.hits_at(np.array([0, 4, 9, 10, -1]), 10).tolist() == [1, 1, 1, 0, 0]
 
 
+def test_per_user_recall_of_item_sets_is_the_share_of_held_out_items_ranked_below_k(tmp_path):
+    _ranks(tmp_path, "mult-vae/demo/seed1", [[0, 15], [-1], [2, 3, 40]])
+    ranks = quality.load_ranks("toy", "mult-vae/demo/seed1", tmp_path)
+    assert quality.hits_at(ranks, 10).tolist() == pytest.approx([1 / 2, 0, 2 / 3])
+    assert quality.hits_at(ranks, 20).tolist() == pytest.approx([1, 0, 2 / 3])
+
+
 def _row(method, seed, recall10, ndcg10, epochs, seconds, budget="demo"):
     metrics = {f"test/{name}@{k}": 0.0 for name in ("recall", "ndcg") for k in (5, 10, 20)}
     metrics |= {"test/recall@10": recall10, "test/ndcg@10": ndcg10}
@@ -95,6 +102,20 @@ def test_table_renderer_on_a_hand_made_results_file(tmp_path):
     tiger = next(line for line in lines if line.startswith("| tiger"))
     assert "| 0.1500 ± 0.0707 |" in tiger and tiger.endswith("|  |  | 5.0 | 1.5 |")
     assert lines[-1] == "Runs measured on: box A (3); box B (1)."  # the table's 4 runs, not the other budget's
+
+
+def test_item_set_rows_get_a_paired_test_against_mult_vae_from_their_per_item_ranks(tmp_path):
+    rows = [_row("mult-vae", 1, 0.39, 0.2, 30, 60), _row("mult-vae-mddm", 1, 1.0, 0.3, 30, 60)]
+    for row in rows:
+        row["protocol"] = "item-sets"
+    _write_results(tmp_path, rows)
+    _ranks(tmp_path, "mult-vae/demo/seed1", [[0, 15], [-1], [2, 3, 40]])  # Recall@10 per user: 1/2, 0, 2/3
+    _ranks(tmp_path, "mult-vae-mddm/demo/seed1", [[0, 5], [9], [2, 3, 4]])  # 1, 1, 1
+    rows = quality.read_results(tmp_path / "toy.jsonl")
+    table = quality.render_table(rows, "toy", "demo", protocol="item-sets", results_dir=tmp_path)
+    mddm = next(line for line in table.splitlines() if line.startswith("| mult-vae-mddm"))
+    # differences 1/2, 1, 1/3 all positive: only the all-plus and all-minus flips reach |sum| 11/6, p = 2/8
+    assert mddm.endswith("| +156.4% | 0.250 | 30.0 | 1.0 |")
 
 
 def test_a_block_can_compare_every_row_with_two_baselines(tmp_path):
@@ -220,6 +241,15 @@ def test_target_ranks_by_hand():
 
     ranked = torch.tensor([[4, 2, 7], [1, 3, 5], [0, 9, 8]])
     assert target_ranks(ranked, [7, 1, 6]) == [2, 0, -1]
+
+
+def test_held_out_ranks_by_hand():
+    import torch
+
+    from sidrec.training.stages.results import held_out_ranks
+
+    ranked = torch.tensor([[4, 2, 7], [1, 3, -1], [0, 9, 8]])  # -1: an empty slot, never a match
+    assert held_out_ranks(ranked, [[7, 4], [5, 3], [6]]) == [[2, 0], [-1, 1], [-1]]
 
 
 def test_codes_table_shows_final_codes_and_churn_and_variants_get_their_own_rows():

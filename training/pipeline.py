@@ -287,6 +287,7 @@ def run_collaborative(
         with atomic_directory(output_dir / "model") as staging:
             model.save_pretrained(str(staging))
         write_run_files(output_dir, recipe, metrics, trainer.state.log_history)
+        write_test_ranks(output_dir, trainer.last_rankings, splits["test"])  # per held-out item, for paired tests
         write_model_card(output_dir)  # Mult-VAE's own card (baseline_card.py)
         say(
             f"\nTest, {len(splits['test']):,} users, all items not seen in training: "

@@ -39,9 +39,26 @@ def target_ranks(ranked: torch.Tensor, targets: list[int]) -> list[int]:
     return torch.where(found, hits.int().argmax(dim=1), torch.full_like(found, -1, dtype=torch.long)).tolist()
 
 
+def held_out_ranks(ranked: torch.Tensor, held_out: list[list[int]]) -> list[list[int]]:
+    """Each user's 0-based rank of every held-out item (in the split's order), -1 when not in the top K.
+
+    The item-set counterpart of :func:`target_ranks` (DMRec's 3:1:1 split holds several items a user):
+    per-user Recall@k is the share of a user's list below ``k``, as ``ranking_metrics`` counts it.
+    """
+    rows = ranked.tolist()
+    ranks = []
+    for row, items in zip(rows, held_out):
+        position = {item: rank for rank, item in enumerate(row) if item >= 0}
+        ranks.append([position.get(item, -1) for item in items])
+    return ranks
+
+
 def write_test_ranks(output_dir: Path, ranked: torch.Tensor, test_split) -> None:
-    """``test_ranks.json``: the users (in test order) and their target ranks."""
-    ranks = target_ranks(ranked, list(test_split["target"]))
+    """``test_ranks.json``: the users (in test order) and their target ranks (a list per user for item sets)."""
+    if "held_out" in test_split.column_names:
+        ranks = held_out_ranks(ranked, list(test_split["held_out"]))
+    else:
+        ranks = target_ranks(ranked, list(test_split["target"]))
     (output_dir / "test_ranks.json").write_text(json.dumps({"users": list(test_split["user"]), "ranks": ranks}))
 
 
