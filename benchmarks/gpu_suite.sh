@@ -51,16 +51,12 @@ if [ "$DRY" = 1 ]; then
 else
   DEVICE=cuda USERS=512 ITEMS=12101 STEPS=30 SIZES="demo tiger" HISTORIES="20" BATCHES="1 256"
   TRAIN_BATCHES="256 1024" LIMIT=60 QUALITY_LIMIT="${QUALITY_LIMIT:-420}" RUNS_DIR="${RUNS_DIR:-runs/gpu-suite-runs}"
-  LANES=(
-    "beauty-mult-vae-base|beauty-mult-vae --recipes beauty-mult-vae-base --seeds 42 43 44 --budget demo"
-    "beauty-mult-vae-mddm|beauty-mult-vae --recipes beauty-mult-vae-mddm --seeds 42 43 44 --budget demo"
-    "beauty-diger|beauty-diger --seeds 42 --budget converged"
+  LANES=(  # what issue 18 still misses; the DIGER and Mult-VAE rows landed on CPU (2026-12-05)
     "beauty-tiger-cf|beauty-collaborative --seeds 42 --budget converged"
-    "scientific-diger-reference-frqud|scientific-diger --recipes scientific-diger-reference-frqud-demo --seeds 42 43 44 --budget converged"
-    "scientific-diger-reference-sdud|scientific-diger --recipes scientific-diger-reference-sdud-demo --seeds 42 43 44 --budget converged"
-    "scientific-diger-frqud|scientific-diger --recipes scientific-diger-frqud-demo --seeds 42 43 44 --budget converged"
-    "scientific-diger-sdud|scientific-diger --recipes scientific-diger-sdud-demo --seeds 42 43 44 --budget converged"
-    "scientific-collaborative|scientific-collaborative --recipes scientific-tiger-cf-demo scientific-letter-demo scientific-etegrec-demo --seeds 42 43 44 --budget converged"
+    "scientific-tiger-cf|scientific-collaborative --recipes scientific-tiger-cf-demo --seeds 42 43 44 --budget converged"
+    "scientific-letter|scientific-collaborative --recipes scientific-letter-demo --seeds 42 43 44 --budget converged"
+    "scientific-etegrec|scientific-collaborative --recipes scientific-etegrec-demo --seeds 42 43 44 --budget converged"
+    "scientific-tiger-cf-soda|scientific-collaborative --recipes scientific-tiger-cf-soda-demo --seeds 42 43 44 --budget converged"
   )
 fi
 
