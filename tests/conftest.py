@@ -39,6 +39,21 @@ import sidrec  # noqa: E402,F401  (Auto registration)
 ROOT = Path(__file__).resolve().parents[1]
 SCIENTIFIC = ROOT / "examples" / "data" / "amazon2018_scientific_5core"
 BEAUTY = ROOT / "examples" / "data" / "amazon_beauty_2014_5core"
+
+
+def load_benchmark_script(name: str):
+    """``benchmarks/<name>.py`` as a module: the scripts are not a package and import their siblings by name."""
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"sidrec_benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
 CACHE = ROOT / ".cache" / "sidrec" / "embeddings"
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))

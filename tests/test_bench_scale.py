@@ -3,15 +3,9 @@ the scale benchmark is known to work before it is pointed at 10M items."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from .conftest import load_benchmark_script
 
-from .conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "benchmarks"))  # bench_scale imports its sibling scripts by name
-spec = importlib.util.spec_from_file_location("sidrec_benchmarks_scale", ROOT / "benchmarks" / "bench_scale.py")
-bench_scale = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench_scale)
+bench_scale = load_benchmark_script("bench_scale")
 
 
 def test_pipeline_stages_on_a_small_catalogue():

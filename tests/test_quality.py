@@ -4,21 +4,15 @@ and the README's tables equal to what the committed result files render."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, load_benchmark_script
 
-sys.path.insert(0, str(ROOT / "benchmarks"))  # quality imports its sibling speed_tables by name
-spec = importlib.util.spec_from_file_location("sidrec_benchmarks_quality", ROOT / "benchmarks" / "quality.py")
-quality = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = quality  # dataclasses look their module up by name
-spec.loader.exec_module(quality)
+quality = load_benchmark_script("quality")
 
 
 @pytest.mark.parametrize(

@@ -181,14 +181,9 @@ def test_a_sasrec_run_writes_its_own_card_whose_snippet_runs(sasrec_run, capsys)
 
 def test_sasrec_protocols_reads_one_saved_run_both_ways_and_keeps_other_entries(sasrec_run, tmp_path, monkeypatch):
     """benchmarks/sasrec_protocols.py: the same saved model, history kept and excluded, added to a results file."""
-    import importlib.util
+    from .conftest import load_benchmark_script
 
-    from .conftest import ROOT
-
-    path = ROOT / "benchmarks" / "sasrec_protocols.py"
-    spec = importlib.util.spec_from_file_location("sidrec_sasrec_protocols", path)
-    protocols = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(protocols)
+    protocols = load_benchmark_script("sasrec_protocols")
     out, _ = sasrec_run
     output = tmp_path / "protocols.json"
     output.write_text(json.dumps({"earlier/run": {"kept": {}, "excluded": {}}}))
