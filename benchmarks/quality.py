@@ -231,7 +231,8 @@ GRIDS: dict[str, list[GridRun]] = {
     "beauty-diger": [
         GridRun("configs/beauty-diger-reference-frqud-cpu.yaml", "beauty", NEAREST_CODES, "nearest-codes")
     ],
-    "beauty-collaborative": [_beauty("tiger-cf-cpu")],
+    # tiger-cf and SODA over it: Scientific's best collaborative row and its best row over all.
+    "beauty-collaborative": [_beauty("tiger-cf-cpu"), _beauty("tiger-cf-soda-cpu")],
 }
 
 
