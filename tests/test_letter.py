@@ -56,16 +56,24 @@ def test_collaborative_embeddings_are_the_sasrec_table_in_catalogue_order(sasrec
     assert both.shape == (3, 5 + table.size(1)) and torch.allclose(both[:, :5].norm(dim=1), torch.ones(3))
 
 
-def test_a_collaborative_recipe_trains_its_sasrec_once_and_reuses_the_cache(tmp_path):
-    from sidrec.training.pipeline import ensure_collaborative_run
-
+def _tiny_collaborative_overrides(tmp_path: Path) -> list[str]:
+    """Overrides that make the tiny recipe read a 1-epoch SASRec's item table, cached under ``tmp_path``."""
     sasrec_file = tmp_path / "sasrec.yaml"
     sasrec_file.write_text(
         "name: tiny-sasrec\nseed: 7\ndata: {path: unused}\nsasrec: {enabled: true, hidden_size: 16}\n"
         "training: {epochs: 1, batch_size: 256}\nevaluation: {max_validation_users: 200}\n"
     )
     overrides = [*TINY, f"output_dir={tmp_path / 'x'}", "embeddings.source=collaborative"]
-    overrides += [f"embeddings.collaborative_recipe={sasrec_file}", f"embeddings.cache_dir={tmp_path / 'cache' / 'e'}"]
+    return overrides + [
+        f"embeddings.collaborative_recipe={sasrec_file}",
+        f"embeddings.cache_dir={tmp_path / 'cache' / 'e'}",
+    ]
+
+
+def test_a_collaborative_recipe_trains_its_sasrec_once_and_reuses_the_cache(tmp_path):
+    from sidrec.training.pipeline import ensure_collaborative_run
+
+    overrides = _tiny_collaborative_overrides(tmp_path)
     recipe = load_recipe(recipe_file(tmp_path), overrides)
     check_recipe(recipe)
     messages = []
@@ -90,6 +98,36 @@ def test_a_collaborative_recipe_trains_its_sasrec_once_and_reuses_the_cache(tmp_
     from sidrec.training.recipe import collaborative_recipe
 
     assert collaborative_recipe(other).output_dir != str(run_dir)
+
+
+def test_a_run_that_finds_the_cache_being_trained_waits_and_reads_it(tmp_path):
+    """Two runs side by side: the second waits on the first's lock and reuses its SASRec, training none."""
+    import threading
+    import time
+
+    from filelock import FileLock
+
+    from sidrec.training.pipeline import ensure_collaborative_run, run
+    from sidrec.training.recipe import collaborative_recipe
+
+    recipe = load_recipe(recipe_file(tmp_path), _tiny_collaborative_overrides(tmp_path))
+    sasrec = collaborative_recipe(recipe)
+    Path(sasrec.output_dir).parent.mkdir(parents=True)
+    messages = []
+    second = threading.Thread(target=ensure_collaborative_run, args=(recipe,), kwargs={"say": messages.append})
+    with FileLock(f"{sasrec.output_dir}.lock"):  # the first run holds the cache while it trains
+        second.start()
+        for _ in range(300):
+            if messages:
+                break
+            time.sleep(0.1)
+        assert "another run is training" in messages[0] and "waiting" in messages[0]
+        run(sasrec, overwrite_output_dir=True)
+        assert second.is_alive() and len(messages) == 1  # still waiting: it has neither trained nor read
+    second.join(timeout=120)
+    assert not second.is_alive()
+    assert "the cached SASRec run" in messages[1] and len(messages) == 2
+    assert recipe.embeddings.collaborative_run == sasrec.output_dir
 
 
 @pytest.mark.parametrize(
