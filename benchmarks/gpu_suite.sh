@@ -51,12 +51,10 @@ if [ "$DRY" = 1 ]; then
 else
   DEVICE=cuda USERS=512 ITEMS=12101 STEPS=30 SIZES="demo tiger" HISTORIES="20" BATCHES="1 256"
   TRAIN_BATCHES="256 1024" LIMIT=60 QUALITY_LIMIT="${QUALITY_LIMIT:-420}" RUNS_DIR="${RUNS_DIR:-runs/gpu-suite-runs}"
-  LANES=(  # what issue 18 still misses; the DIGER and Mult-VAE rows landed on CPU (2026-12-05)
-    "beauty-tiger-cf|beauty-collaborative --seeds 42 --budget converged"
-    "scientific-tiger-cf|scientific-collaborative --recipes scientific-tiger-cf-demo --seeds 42 43 44 --budget converged"
-    "scientific-letter|scientific-collaborative --recipes scientific-letter-demo --seeds 42 43 44 --budget converged"
-    "scientific-etegrec|scientific-collaborative --recipes scientific-etegrec-demo --seeds 42 43 44 --budget converged"
-    "scientific-tiger-cf-soda|scientific-collaborative --recipes scientific-tiger-cf-soda-demo --seeds 42 43 44 --budget converged"
+  LANES=(  # what issue 18 still misses; its Scientific rows and the DIGER and Mult-VAE rows landed on CPU
+    "beauty-tiger-cf|beauty-collaborative --recipes beauty-tiger-cf-cpu --seeds 42 43 44 --budget converged"
+    "beauty-tiger-cf-soda|beauty-collaborative --recipes beauty-tiger-cf-soda-cpu --seeds 42 43 44 --budget converged"
+    "beauty-tiger|beauty-floor --recipes beauty-tiger-cpu --seeds 43 44 --budget converged"
   )
 fi
 
