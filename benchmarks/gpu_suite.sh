@@ -55,6 +55,8 @@ else
     "beauty-tiger-cf|beauty-collaborative --recipes beauty-tiger-cf-cpu --seeds 42 43 44 --budget converged"
     "beauty-tiger-cf-soda|beauty-collaborative --recipes beauty-tiger-cf-soda-cpu --seeds 42 43 44 --budget converged"
     "beauty-tiger|beauty-floor --recipes beauty-tiger-cpu --seeds 43 44 --budget converged"
+    "scientific-etegrec-soda|scientific-collaborative --recipes scientific-etegrec-soda-demo --seeds 42 43 44 --budget converged"
+    "scientific-letter-soda|scientific-collaborative --recipes scientific-letter-soda-demo --seeds 42 43 44 --budget converged"
   )
 fi
 
