@@ -15,7 +15,7 @@ from sidrec.training.errors import RecipeError
 from sidrec.training.methods.letter import collaborative_loss, diversity_loss, group_positives
 from sidrec.training.recipe import check_recipe, load_recipe
 
-from .test_pipeline import TINY, recipe_file
+from .test_pipeline import TINY, collaborative_overrides, recipe_file
 
 
 def test_collaborative_loss_by_hand():
@@ -57,17 +57,8 @@ def test_collaborative_embeddings_are_the_sasrec_table_in_catalogue_order(sasrec
 
 
 def _tiny_collaborative_overrides(tmp_path: Path) -> list[str]:
-    """Overrides that make the tiny recipe read a 1-epoch SASRec's item table, cached under ``tmp_path``."""
-    sasrec_file = tmp_path / "sasrec.yaml"
-    sasrec_file.write_text(
-        "name: tiny-sasrec\nseed: 7\ndata: {path: unused}\nsasrec: {enabled: true, hidden_size: 16}\n"
-        "training: {epochs: 1, batch_size: 256}\nevaluation: {max_validation_users: 200}\n"
-    )
-    overrides = [*TINY, f"output_dir={tmp_path / 'x'}", "embeddings.source=collaborative"]
-    return overrides + [
-        f"embeddings.collaborative_recipe={sasrec_file}",
-        f"embeddings.cache_dir={tmp_path / 'cache' / 'e'}",
-    ]
+    """The tiny recipe reading a 1-epoch SASRec's item table, cached under ``tmp_path``."""
+    return [*TINY, f"output_dir={tmp_path / 'x'}", *collaborative_overrides(tmp_path)]
 
 
 def test_a_collaborative_recipe_trains_its_sasrec_once_and_reuses_the_cache(tmp_path):
@@ -112,7 +103,7 @@ def test_a_run_that_finds_the_cache_being_trained_waits_and_reads_it(tmp_path):
 
     recipe = load_recipe(recipe_file(tmp_path), _tiny_collaborative_overrides(tmp_path))
     sasrec = collaborative_recipe(recipe)
-    Path(sasrec.output_dir).parent.mkdir(parents=True)
+    Path(sasrec.output_dir).parent.mkdir(parents=True)  # where the first run's lock lives
     messages = []
     second = threading.Thread(target=ensure_collaborative_run, args=(recipe,), kwargs={"say": messages.append})
     with FileLock(f"{sasrec.output_dir}.lock"):  # the first run holds the cache while it trains
@@ -121,7 +112,7 @@ def test_a_run_that_finds_the_cache_being_trained_waits_and_reads_it(tmp_path):
             if messages:
                 break
             time.sleep(0.1)
-        assert "another run is training" in messages[0] and "waiting" in messages[0]
+        assert "another run is building" in messages[0] and "waiting" in messages[0]
         run(sasrec, overwrite_output_dir=True)
         assert second.is_alive() and len(messages) == 1  # still waiting: it has neither trained nor read
     second.join(timeout=120)

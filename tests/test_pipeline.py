@@ -147,9 +147,30 @@ DIGER_SODA = [
 ]
 
 
-@pytest.mark.parametrize("extra", [[], DIGER_SODA], ids=["tiger", "diger-soda"])
+def collaborative_overrides(tmp_path: Path) -> list[str]:
+    """Make a recipe read a 1-epoch SASRec's item table, trained on first use into a cache under ``tmp_path``."""
+    sasrec_file = tmp_path / "sasrec.yaml"
+    sasrec_file.write_text(
+        "name: tiny-sasrec\nseed: 7\ndata: {path: unused}\nsasrec: {enabled: true, hidden_size: 16}\n"
+        "training: {epochs: 1, batch_size: 256}\nevaluation: {max_validation_users: 200}\n"
+    )
+    return [
+        "embeddings.source=collaborative",
+        f"embeddings.collaborative_recipe={sasrec_file}",
+        f"embeddings.cache_dir={tmp_path / 'cache' / 'e'}",
+    ]
+
+
+@pytest.mark.parametrize("extra", [[], DIGER_SODA, "collaborative"], ids=["tiger", "diger-soda", "collaborative"])
 def test_accelerate_launch_two_cpu_processes(tmp_path, extra):
-    """DDP on CPU (gloo) through `accelerate launch --num_processes 2` completes a few steps."""
+    """DDP on CPU (gloo) through `accelerate launch --num_processes 2` completes a few steps.
+
+    ``collaborative``: both processes first train the SASRec cache together (a multi-process launch takes
+    no cache lock, which would leave one process waiting on the other's).
+    """
+    collaborative = extra == "collaborative"
+    if collaborative:
+        extra = collaborative_overrides(tmp_path)
     out = tmp_path / "ddp"
     overrides = [o for o in TINY if not o.startswith(("training.epochs", "evaluation.max_test_users"))]
     command = [
@@ -190,6 +211,10 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, extra):
     assert metrics["train/processes"] == 2
     assert metrics["test/users"] == 40
     assert (out / "model" / "model.safetensors").exists()
+    cached = list((tmp_path / "cache" / "collaborative").glob("sasrec-*/metrics.json"))
+    assert len(cached) == int(collaborative)
+    for sasrec_metrics in cached:  # the SASRec was trained by the launch's two processes together
+        assert json.loads(sasrec_metrics.read_text())["train/processes"] == 2
 
 
 def test_saved_model_reproduces_the_reported_test_metrics(tiny_run):

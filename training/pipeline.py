@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
 from peft import PeftModel
 from transformers import EarlyStoppingCallback, set_seed
 
@@ -52,7 +51,7 @@ from .stages.results import (
     training_figures,
     write_test_ranks,
 )
-from .stages.run_dir import atomic_directory, saved_sizes, start_run, write_run_files
+from .stages.run_dir import atomic_directory, exclusive_directory, saved_sizes, start_run, write_run_files
 from .trainer import SIDTrainer
 
 __all__ = ["build_codes", "embed_catalogue", "run", "run_collaborative", "run_sasrec", "run_sequential"]
@@ -73,28 +72,19 @@ def ensure_collaborative_run(recipe: Recipe, say=print) -> None:
 
     A folder with a saved model and ``metrics.json`` is finished and reused; anything else (absent, or a run
     that was interrupted) is trained from the start. Does nothing when the recipe names a run itself.
-    Runs started side by side (a grid's lanes) share the cache: a file lock beside the folder lets the first
-    train it while the others wait and then read it, instead of each training over the others' files.
+    Runs started side by side (a grid's lanes) share the cache: the first trains it while the others wait
+    and then read it (``exclusive_directory``).
     """
     if recipe.embeddings.collaborative_run or not recipe.embeddings.collaborative_recipe:
         return
     sasrec = collaborative_recipe(recipe)
     output_dir = Path(sasrec.output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(f"{output_dir}.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        say(f"Collaborative embeddings: another run is training {output_dir}; waiting for it ({lock.lock_file})")
-        lock.acquire()
-    try:
+    with exclusive_directory(output_dir, say=lambda message: say(f"Collaborative embeddings: {message}")):
         if (output_dir / "metrics.json").exists() and read_item_table(output_dir / "model") is not None:
             say(f"Collaborative embeddings: the cached SASRec run {output_dir}")
         else:
             say(f"Collaborative embeddings: training {recipe.embeddings.collaborative_recipe} into {output_dir}")
             run(sasrec, overwrite_output_dir=True)
-    finally:
-        lock.release()
     recipe.embeddings.collaborative_run = str(output_dir)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from typing import Any
 import torch
 import yaml
 from accelerate import PartialState
+from filelock import FileLock, Timeout
 from transformers import set_seed
 
 from ...model_cards.card import ADAPTER_DIR
@@ -49,6 +51,32 @@ def start_run(recipe: Recipe, overwrite_output_dir: bool):
         torch.set_num_threads(recipe.training.torch_threads)
     set_seed(recipe.seed)
     return state, say, output_dir
+
+
+@contextmanager
+def exclusive_directory(path: Path, say=print) -> Iterator[None]:
+    """Hold ``path`` for this run alone while the block builds or reads it.
+
+    Runs started side by side (a grid's lanes) share caches such as the collaborative SASRec; without a
+    lock each would train it over the others' files. The lock is a file beside ``path``; a run that finds
+    it held says so and waits. A multi-process launch (``WORLD_SIZE`` > 1) takes no lock: its processes
+    must build the cache together (DDP), and before its trainer starts they cannot yet agree on who
+    holds it, so two such launches on one cache are not protected from each other.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{path}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(f"another run is building {path}; waiting for it ({lock.lock_file})")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @contextmanager
