@@ -457,6 +457,24 @@ def hits_at(ranks: np.ndarray, k: int) -> np.ndarray:
     return ((ranks >= 0) & (ranks < k)).astype(np.float64)
 
 
+def ndcg_at(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Per-user NDCG@k from 0-based ranks (-1 = not ranked), the definition of ``training.metrics``.
+
+    Leave-one-out: ``1 / log2(rank + 2)`` when the target is ranked below ``k``, else 0 (the ideal DCG
+    is 1). Item sets: the discounted hits of the user's held-out items divided by the ideal DCG of
+    ``min(k, |held-out|)`` hits.
+    """
+    discounts = 1.0 / np.log2(np.arange(k) + 2.0)
+    if ranks.dtype == object:
+        return np.asarray(
+            [discounts[user[(user >= 0) & (user < k)]].sum() / discounts[: min(k, len(user))].sum() for user in ranks],
+            dtype=np.float64,
+        )
+    ranks = np.asarray(ranks)
+    found = (ranks >= 0) & (ranks < k)
+    return np.where(found, 1.0 / np.log2(np.where(found, ranks, 0) + 2.0), 0.0)
+
+
 # ----- tables ------------------------------------------------------------------------------------------
 def _mean_std(values: list[float]) -> str:
     mean = float(np.mean(values))
@@ -466,6 +484,7 @@ def _mean_std(values: list[float]) -> str:
 
 
 BASELINES = {"leave-one-out": "tiger", "item-sets": "mult-vae"}
+COMPARED_METRICS = ("recall@10", "ndcg@10")  # each row's change against a baseline, with its paired p-value
 
 
 def render_table(
@@ -479,36 +498,40 @@ def render_table(
     """The markdown table of one data set, budget and protocol: a row per method, mean ± std over seeds.
 
     Against each baseline (default: the protocol's, TIGER for leave-one-out, the plain Mult-VAE for item
-    sets; a block can name more, e.g. TIGER and SASRec): the relative change of mean Recall@10 and, where
-    every run saved its per-user ranks, the paired randomization test on per-user Recall@10 averaged over seeds.
+    sets; a block can name more, e.g. TIGER and SASRec): the relative change of mean Recall@10 and of mean
+    NDCG@10 and, where every run saved its per-user ranks, the paired randomization test on each per-user
+    measure averaged over seeds.
     """
     chosen = [r for r in rows if r["budget"] == budget and r.get("protocol", "leave-one-out") == protocol]
     if not chosen:
         return f"_No {budget}-budget {protocol} runs in `benchmarks/results/{dataset}.jsonl` yet._"
     methods = _by_method(chosen)
     against = [(name, methods.get(name, [])) for name in (baselines or (BASELINES[protocol],))]
-    against_hits = {name: _mean_hits(runs, dataset, results_dir) for name, runs in against}
+    against_users = {name: _mean_per_user(runs, dataset, results_dir) for name, runs in against}
     header = ["method", "seeds", *[m.replace("recall", "R").replace("ndcg", "N") for m in TABLE_METRICS]]
     for position, (name, _) in enumerate(against):
         header += [f"R@10 vs {name}", "p (R@10)" if position == 0 else f"p vs {name}"]
+        header += [f"N@10 vs {name}", "p (N@10)" if position == 0 else f"p (N@10) vs {name}"]
     header += ["epochs", "train min"]
     lines = ["| " + " | ".join(header) + " |", "| --- | ---: |" + " ---: |" * (len(header) - 2)]
     popularity = chosen[0]["metrics"]
     if all(f"test/popularity/{m}" in popularity for m in TABLE_METRICS):
         cells = " | ".join(f"{popularity[f'test/popularity/{m}']:.4f}" for m in TABLE_METRICS)
-        lines.append(f"| popularity | - | {cells} |" + " |" * (2 * len(against) + 2))
+        lines.append(f"| popularity | - | {cells} |" + " |" * (4 * len(against) + 2))
     for method, runs in methods.items():
         cells = " | ".join(_mean_std([r["metrics"][f"test/{m}"] for r in runs]) for m in TABLE_METRICS)
-        hits = _mean_hits(runs, dataset, results_dir)
+        per_user = _mean_per_user(runs, dataset, results_dir)
         comparisons = []
         for name, baseline in against:
-            change, p_value = "", ""
-            if baseline and method != name:
-                change = f"{100 * (_mean_recall10(runs) / _mean_recall10(baseline) - 1):+.1f}%"
-                baseline_hits = against_hits[name]
-                if hits is not None and baseline_hits is not None and len(hits) == len(baseline_hits):
-                    p_value = _p(paired_randomization_test(hits, baseline_hits))
-            comparisons += [change, p_value]
+            for metric in COMPARED_METRICS:
+                change, p_value = "", ""
+                if baseline and method != name:
+                    change = f"{100 * (_mean_metric(runs, metric) / _mean_metric(baseline, metric) - 1):+.1f}%"
+                    reference = against_users[name]
+                    comparable = per_user is not None and reference is not None
+                    if comparable and len(per_user[metric]) == len(reference[metric]):
+                        p_value = _p(paired_randomization_test(per_user[metric], reference[metric]))
+                comparisons += [change, p_value]
         epochs = np.mean([r["epochs"] for r in runs if r.get("epochs") is not None])
         minutes = np.mean([r["train_seconds"] for r in runs if r.get("train_seconds") is not None]) / 60
         seeds = ", ".join(str(r["seed"]) for r in runs)
@@ -586,26 +609,27 @@ def render_selection_table(rows: list[dict], budget: str, baseline: list[dict]) 
         cells = [_mean_std([r["metrics"][key] for r in runs]) for key in SELECTION_METRICS]
         change = ""
         if base and name != "tiger":
-            change = f"{100 * (_mean_recall10(runs) / _mean_recall10(base) - 1):+.1f}%"
+            change = f"{100 * (_mean_metric(runs, 'recall@10') / _mean_metric(base, 'recall@10') - 1):+.1f}%"
         seeds = ", ".join(str(r["seed"]) for r in runs)
         lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + f" | {change} | {'yes' if name == best else ''} |")
     return "\n".join(lines) + "\n\n" + machines_line(base + chosen)
-
-
-def _mean_recall10(runs: list[dict]) -> float:
-    return float(np.mean([r["metrics"]["test/recall@10"] for r in runs]))
 
 
 def _p(value: float) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def _mean_hits(runs: list[dict], dataset: str, results_dir: Path) -> np.ndarray | None:
-    """Per-user Recall@10 averaged over a method's seeds (None when a run's ranks are missing)."""
+def _mean_metric(runs: list[dict], metric: str) -> float:
+    return float(np.mean([r["metrics"][f"test/{metric}"] for r in runs]))
+
+
+def _mean_per_user(runs: list[dict], dataset: str, results_dir: Path) -> dict[str, np.ndarray] | None:
+    """Per-user Recall@10 and NDCG@10, each averaged over a method's seeds (None when a run's ranks are missing)."""
     per_seed = [load_ranks(dataset, r["id"], results_dir) for r in runs]
     if not per_seed or any(ranks is None for ranks in per_seed):
         return None
-    return np.mean([hits_at(ranks, 10) for ranks in per_seed], axis=0)
+    measures = {"recall@10": hits_at, "ndcg@10": ndcg_at}
+    return {metric: np.mean([measures[metric](ranks, 10) for ranks in per_seed], axis=0) for metric in COMPARED_METRICS}
 
 
 def replace_blocks(text: str, opening: str, closing: str, render) -> str:

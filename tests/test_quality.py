@@ -9,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+from sidrec.training.metrics import ranking_metrics
 
 from .conftest import ROOT, load_benchmark_script
 
@@ -48,6 +51,42 @@ def test_per_user_recall_of_item_sets_is_the_share_of_held_out_items_ranked_belo
     assert quality.hits_at(ranks, 20).tolist() == pytest.approx([1, 0, 2 / 3])
 
 
+def test_per_user_ndcg_by_hand_and_as_the_training_metrics_define_it(tmp_path):
+    # leave-one-out: 1 / log2(rank + 2) below the cut-off, 0 at or past it and when not ranked
+    ranks = np.array([0, 1, 9, 10, -1])
+    expected = [1.0, 1 / np.log2(3), 1 / np.log2(11), 0.0, 0.0]
+    assert quality.ndcg_at(ranks, 10).tolist() == pytest.approx(expected)
+    # item sets: discounted hits over the ideal DCG of min(k, |held-out|) hits
+    _ranks(tmp_path, "mult-vae-mddm/demo/seed1", [[0, 5], [9], [2, 3, 4]])
+    item_sets = quality.load_ranks("toy", "mult-vae-mddm/demo/seed1", tmp_path)
+    discount = 1 / np.log2(np.arange(10) + 2)
+    expected = [
+        (discount[0] + discount[5]) / (discount[0] + discount[1]),
+        discount[9],
+        (discount[2] + discount[3] + discount[4]) / (discount[0] + discount[1] + discount[2]),
+    ]
+    assert quality.ndcg_at(item_sets, 10).tolist() == pytest.approx(expected)
+    # the mean over users is the run's NDCG@10 as training.metrics computes it from ranked lists
+    for user_ranks in (ranks, item_sets):
+        ranked, targets = _ranked_lists(user_ranks, width=12)
+        mean = ranking_metrics(ranked, targets, ks=(10,))["ndcg@10"]
+        assert float(np.mean(quality.ndcg_at(user_ranks, 10))) == pytest.approx(mean)
+
+
+def _ranked_lists(ranks: np.ndarray, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ranked item lists (users, width) and held-out items that put each user's targets at ``ranks``."""
+    per_user = ranks if ranks.dtype == object else [np.array([r]) for r in ranks]
+    longest = max(len(user) for user in per_user)
+    ranked = torch.arange(1000, 1000 + width).repeat(len(per_user), 1)  # filler items, never held out
+    targets = torch.full((len(per_user), longest), -1)
+    for user, user_ranks in enumerate(per_user):
+        for position, rank in enumerate(user_ranks):
+            targets[user, position] = position
+            if 0 <= rank < width:
+                ranked[user, rank] = position
+    return ranked, targets
+
+
 def _row(method, seed, recall10, ndcg10, epochs, seconds, budget="demo"):
     metrics = {f"test/{name}@{k}": 0.0 for name in ("recall", "ndcg") for k in (5, 10, 20)}
     metrics |= {"test/recall@10": recall10, "test/ndcg@10": ndcg10}
@@ -85,16 +124,18 @@ def test_table_renderer_on_a_hand_made_results_file(tmp_path):
     table = quality.render_table(quality.read_results(tmp_path / "toy.jsonl"), "toy", "demo", results_dir=tmp_path)
     lines = table.splitlines()
     assert lines[0].startswith("| method | seeds | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | R@10 vs tiger | p (R@10)")
-    assert lines[2] == "| popularity | - | " + " | ".join(["0.0100"] * 6) + " | | | | |"
+    assert lines[2] == "| popularity | - | " + " | ".join(["0.0100"] * 6) + " | | | | | | |"
     # sasrec: R@10 mean 0.30, std 0; N@10 mean 0.11, sample std 0.0141; +100% over TIGER's 0.15;
-    # per-user hit differences (1-1, 1-0, 1-0) -> two non-zero (+1, +1): exact p = 2/4
+    # per-user hit differences (1-1, 1-0, 1-0) -> two non-zero (+1, +1): exact p = 2/4.
+    # NDCG@10: +83.3% over TIGER's 0.06; per user 1/log2(5) - 1, 1/log2(11), 1/log2(3) = -0.569, 0.289, 0.631:
+    # of the 8 sign flips only the two that give |sum| 0.228 fall short of the observed 0.351, p = 6/8
     sasrec = next(line for line in lines if line.startswith("| sasrec"))
     assert sasrec == (
         "| sasrec | 1, 2 | 0.0000 ± 0.0000 | 0.3000 ± 0.0000 | 0.0000 ± 0.0000 | 0.0000 ± 0.0000 | 0.1100 ± 0.0141 "
-        "| 0.0000 ± 0.0000 | +100.0% | 0.500 | 110.0 | 10.0 |"
+        "| 0.0000 ± 0.0000 | +100.0% | 0.500 | +83.3% | 0.750 | 110.0 | 10.0 |"
     )
     tiger = next(line for line in lines if line.startswith("| tiger"))
-    assert "| 0.1500 ± 0.0707 |" in tiger and tiger.endswith("|  |  | 5.0 | 1.5 |")
+    assert "| 0.1500 ± 0.0707 |" in tiger and tiger.endswith("|  |  |  |  | 5.0 | 1.5 |")
     assert lines[-1] == "Runs measured on: box A (3); box B (1)."  # the table's 4 runs, not the other budget's
 
 
@@ -108,8 +149,9 @@ def test_item_set_rows_get_a_paired_test_against_mult_vae_from_their_per_item_ra
     rows = quality.read_results(tmp_path / "toy.jsonl")
     table = quality.render_table(rows, "toy", "demo", protocol="item-sets", results_dir=tmp_path)
     mddm = next(line for line in table.splitlines() if line.startswith("| mult-vae-mddm"))
-    # differences 1/2, 1, 1/3 all positive: only the all-plus and all-minus flips reach |sum| 11/6, p = 2/8
-    assert mddm.endswith("| +156.4% | 0.250 | 30.0 | 1.0 |")
+    # differences 1/2, 1, 1/3 all positive: only the all-plus and all-minus flips reach |sum| 11/6, p = 2/8;
+    # NDCG@10 (0.3 against 0.2, +50%) per user is higher for all three users too (see the ndcg_at test): p = 2/8
+    assert mddm.endswith("| +156.4% | 0.250 | +50.0% | 0.250 | 30.0 | 1.0 |")
 
 
 def test_a_block_can_compare_every_row_with_two_baselines(tmp_path):
@@ -124,14 +166,18 @@ def test_a_block_can_compare_every_row_with_two_baselines(tmp_path):
     _ranks(tmp_path, "letter/demo/seed1", [1, 2, 30])  # hits users 0, 1
     text = "<!-- results:toy:demo:leave-one-out:tiger,letter,sasrec:tiger,sasrec -->\n<!-- /results -->\n"
     lines = quality.render_readme(text, results_dir=tmp_path).splitlines()
-    assert lines[1].endswith("| R@10 vs tiger | p (R@10) | R@10 vs sasrec | p vs sasrec | epochs | train min |")
-    assert lines[3].endswith(" | | | | | | |")  # popularity: six empty cells after its metrics
+    assert lines[1].endswith(
+        "| R@10 vs tiger | p (R@10) | N@10 vs tiger | p (N@10) "
+        "| R@10 vs sasrec | p vs sasrec | N@10 vs sasrec | p (N@10) vs sasrec | epochs | train min |"
+    )
+    assert lines[3].endswith(" |" * 11)  # popularity: ten empty cells after its metrics
     # letter: 0.20 is +100% over TIGER's 0.10 (hit differences 0, +1, 0: exact p 2/2) and -50% against SASRec's
-    # 0.40 (differences 0, 0, -1: p 1)
+    # 0.40 (differences 0, 0, -1: p 1). NDCG@10: per user 1/log2(3) - 1, 1/log2(4), 0 against TIGER (two non-zero
+    # differences of opposite sign, every flip at least as far from zero: p 1); level with SASRec's 0.10 (+0.0%).
     letter = next(line for line in lines if line.startswith("| letter"))
-    assert letter.endswith("| +100.0% | 1.000 | -50.0% | 1.000 | 4.0 | 1.0 |")
+    assert letter.endswith("| +100.0% | 1.000 | +100.0% | 1.000 | -50.0% | 1.000 | +0.0% | 1.000 | 4.0 | 1.0 |")
     sasrec = next(line for line in lines if line.startswith("| sasrec"))
-    assert sasrec.endswith("| +300.0% | 0.500 |  |  | 9.0 | 1.0 |")  # no comparison with itself
+    assert sasrec.endswith("| +300.0% | 0.500 | +100.0% | 0.750 |  |  |  |  | 9.0 | 1.0 |")  # not against itself
 
 
 def test_render_readme_replaces_only_the_marked_blocks(tmp_path):
