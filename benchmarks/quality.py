@@ -232,7 +232,13 @@ GRIDS: dict[str, list[GridRun]] = {
         GridRun("configs/beauty-diger-reference-frqud-cpu.yaml", "beauty", NEAREST_CODES, "nearest-codes")
     ],
     # tiger-cf and SODA over it: Scientific's best collaborative row and its best row over all.
-    "beauty-collaborative": [_beauty("tiger-cf-cpu"), _beauty("tiger-cf-soda-cpu")],
+    "beauty-collaborative": [
+        _beauty("tiger-cf-cpu"),
+        _beauty("tiger-cf-soda-cpu"),
+        # TIGER's Beauty row ran on the AMD machine, the collaborative rows on the Intel one: the same TIGER
+        # recipe on the machine of the rows it is compared with (`--recipes rerun`) takes the CPU out of it.
+        GridRun("configs/beauty-tiger-cpu.yaml", "beauty", (), "rerun"),
+    ],
 }
 
 
