@@ -490,7 +490,8 @@ def _mean_std(values: list[float]) -> str:
 
 
 BASELINES = {"leave-one-out": "tiger", "item-sets": "mult-vae"}
-COMPARED_METRICS = ("recall@10", "ndcg@10")  # each row's change against a baseline, with its paired p-value
+# Each row's change against a baseline, with its paired p-value over these per-user measures.
+COMPARED_METRICS = {"recall@10": lambda ranks: hits_at(ranks, 10), "ndcg@10": lambda ranks: ndcg_at(ranks, 10)}
 
 
 def render_table(
@@ -513,7 +514,7 @@ def render_table(
         return f"_No {budget}-budget {protocol} runs in `benchmarks/results/{dataset}.jsonl` yet._"
     methods = _by_method(chosen)
     against = [(name, methods.get(name, [])) for name in (baselines or (BASELINES[protocol],))]
-    against_users = {name: _mean_per_user(runs, dataset, results_dir) for name, runs in against}
+    per_user = {method: _mean_per_user(runs, dataset, results_dir) for method, runs in methods.items()}
     header = ["method", "seeds", *[m.replace("recall", "R").replace("ndcg", "N") for m in TABLE_METRICS]]
     for position, (name, _) in enumerate(against):
         header += [f"R@10 vs {name}", "p (R@10)" if position == 0 else f"p vs {name}"]
@@ -523,20 +524,19 @@ def render_table(
     popularity = chosen[0]["metrics"]
     if all(f"test/popularity/{m}" in popularity for m in TABLE_METRICS):
         cells = " | ".join(f"{popularity[f'test/popularity/{m}']:.4f}" for m in TABLE_METRICS)
-        lines.append(f"| popularity | - | {cells} |" + " |" * (4 * len(against) + 2))
+        lines.append(f"| popularity | - | {cells} |" + " |" * (2 * len(COMPARED_METRICS) * len(against) + 2))
     for method, runs in methods.items():
         cells = " | ".join(_mean_std([r["metrics"][f"test/{m}"] for r in runs]) for m in TABLE_METRICS)
-        per_user = _mean_per_user(runs, dataset, results_dir)
-        comparisons = []
+        users, comparisons = per_user[method], []
         for name, baseline in against:
             for metric in COMPARED_METRICS:
                 change, p_value = "", ""
                 if baseline and method != name:
                     change = f"{100 * (_mean_metric(runs, metric) / _mean_metric(baseline, metric) - 1):+.1f}%"
-                    reference = against_users[name]
-                    comparable = per_user is not None and reference is not None
-                    if comparable and len(per_user[metric]) == len(reference[metric]):
-                        p_value = _p(paired_randomization_test(per_user[metric], reference[metric]))
+                    reference = per_user[name]
+                    comparable = users is not None and reference is not None
+                    if comparable and len(users[metric]) == len(reference[metric]):
+                        p_value = _p(paired_randomization_test(users[metric], reference[metric]))
                 comparisons += [change, p_value]
         epochs = np.mean([r["epochs"] for r in runs if r.get("epochs") is not None])
         minutes = np.mean([r["train_seconds"] for r in runs if r.get("train_seconds") is not None]) / 60
@@ -634,8 +634,9 @@ def _mean_per_user(runs: list[dict], dataset: str, results_dir: Path) -> dict[st
     per_seed = [load_ranks(dataset, r["id"], results_dir) for r in runs]
     if not per_seed or any(ranks is None for ranks in per_seed):
         return None
-    measures = {"recall@10": hits_at, "ndcg@10": ndcg_at}
-    return {metric: np.mean([measures[metric](ranks, 10) for ranks in per_seed], axis=0) for metric in COMPARED_METRICS}
+    return {
+        metric: np.mean([measure(ranks) for ranks in per_seed], axis=0) for metric, measure in COMPARED_METRICS.items()
+    }
 
 
 def replace_blocks(text: str, opening: str, closing: str, render) -> str:
