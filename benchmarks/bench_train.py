@@ -1,19 +1,35 @@
-"""Training throughput: examples per second of SID-T5 training steps, fp32 or bf16 autocast.
+"""Training throughput: examples per second of SID-T5 training steps.
 
-Forward, cross-entropy, backward and AdamW on synthetic batches of the given shape (the cost of a
-step does not depend on the token values), after warm-up steps; CUDA is synchronised around the
-timed loop. The GPU suite runs it at batch 256 and 1024 in both precisions.
+Two modes.
+
+``synthetic`` (default): forward, cross-entropy, backward and AdamW on synthetic batches of one shape
+(the cost of a step does not depend on the token values), fp32 or bf16 autocast, after warm-up steps;
+CUDA is synchronised around the timed loop. The GPU suite runs it at batch 256 and 1024 in both
+precisions.
 
     python benchmarks/bench_train.py [--size tiger|demo] [--batch-size 256] [--history 20] [--precision bf16]
+
+``--real RECIPE``: the real training path. The recipe's data, codes (a one-epoch quantizer fit: the
+codes' values do not change a step's cost), model, collator, length-grouped sampler and ``SIDTrainer``,
+trained ``--warmup + --steps`` steps with evaluation and saving off, once per variant of ``VARIANTS``
+(recipe overrides), the variants alternated for ``--rounds`` rounds in one process so that both see
+the same machine state. Writes both rates (the median over rounds of examples per second after the
+warm-up) and ``speedup`` = new / today.
+
+    python benchmarks/bench_train.py --real configs/beauty-tiger.yaml --output benchmarks/results/train_speed_cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
+import statistics
 import time
+from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 import sidrec  # noqa: F401
 from sidrec import SIDT5Config, SIDT5ForConditionalGeneration
@@ -23,19 +39,14 @@ SIZES = {
     "demo": dict(d_model=128, d_kv=32, d_ff=512, num_layers=2, num_decoder_layers=2, num_heads=4),
 }
 
+# The real-path variants: today's defaults against the new ones (recipe overrides over the recipe itself).
+VARIANTS: dict[str, list[str]] = {
+    "today": ["training.precision=fp32"],
+    "new": ["training.precision=bf16"],
+}
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(SIZES), default="tiger")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--history", type=int, default=20, help="items per history (4 tokens each + 1)")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--output", default=None)
-    args = parser.parse_args()
 
+def synthetic(args) -> dict:
     torch.manual_seed(0)
     config = SIDT5Config(num_code_levels=4, codebook_size=256, **SIZES[args.size])
     model = SIDT5ForConditionalGeneration(config).to(args.device).train()
@@ -65,7 +76,7 @@ def main() -> None:
     if device_type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    result = {
+    return {
         "device": torch.cuda.get_device_name() if device_type == "cuda" else "cpu",
         "size": args.size,
         "batch_size": args.batch_size,
@@ -75,10 +86,117 @@ def main() -> None:
         "examples_per_s": round(args.batch_size * args.steps / seconds, 1),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+
+
+class _StepClock(TrainerCallback):
+    """Wall time of every training step after the first ``warmup`` (the batch is fetched inside the step)."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.started, self.seconds = warmup, None, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.warmup:
+            self.started = time.perf_counter()
+        elif state.global_step == state.max_steps:
+            self.seconds = time.perf_counter() - self.started
+
+
+def real_rate(recipe_path: str, overrides: list[str], warmup: int, steps: int, workdir: Path) -> float:
+    """Examples per second of ``steps`` real training steps of the recipe (after ``warmup`` steps)."""
+    from sidrec.training.data import SemanticIDCollator, load_sequential_data
+    from sidrec.training.methods import build_objectives
+    from sidrec.training.recipe import load_recipe
+    from sidrec.training.stages.fitting import training_arguments, with_lengths
+    from sidrec.training.stages.models import build_recommender
+    from sidrec.training.trainer import SIDTrainer
+
+    recipe = load_recipe(recipe_path, ["quantizer.epochs=1", *overrides])
+    data = load_sequential_data(recipe.data, verbose=False)
+    built = build_recommender(recipe, data, say=lambda *_: None)
+    clock = _StepClock(warmup)
+    arguments = training_arguments(
+        recipe,
+        workdir,
+        {
+            "max_steps": warmup + steps,
+            "eval_strategy": "no",
+            "save_strategy": "no",
+            "load_best_model_at_end": False,
+            "logging_steps": 10_000,
+            "disable_tqdm": True,
+        },
+    )
+    trainer = SIDTrainer(
+        model=built.model,
+        args=arguments,
+        train_dataset=with_lengths(data.splits["train"]),
+        processing_class=built.tokenizer,
+        data_collator=SemanticIDCollator(built.tokenizer, seed=recipe.seed),
+        objectives=build_objectives(recipe.training.objectives),
+        deterministic=recipe.training.deterministic,
+        callbacks=[clock],
+    )
+    trainer.train()
+    return recipe.training.batch_size * steps / clock.seconds
+
+
+def real(args) -> dict:
+    import tempfile
+
+    rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    with tempfile.TemporaryDirectory() as workdir:
+        for round_ in range(args.rounds):
+            for name, overrides in VARIANTS.items():
+                rate = real_rate(args.real, overrides, args.warmup, args.steps, Path(workdir))
+                rates[name].append(round(rate, 1))
+                print(f"round {round_ + 1} {name}: {rate:.1f} examples/s", flush=True)
+    today, new = statistics.median(rates["today"]), statistics.median(rates["new"])
+    return {
+        "recipe": args.real,
+        "machine": _machine(),
+        "threads": torch.get_num_threads(),
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "variants": VARIANTS,
+        "examples_per_s": rates,
+        "today_examples_per_s": today,
+        "new_examples_per_s": new,
+        "speedup": round(new / today, 2),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def _machine() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--real", default=None, help="a recipe: time its real training path (today vs new)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --real: alternations of the variants")
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiger")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--history", type=int, default=20, help="items per history (4 tokens each + 1)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+
+    result = real(args) if args.real else synthetic(args)
     print(json.dumps(result))
     if args.output:
         with open(args.output, "w") as handle:
             json.dump(result, handle, indent=2)
+            handle.write("\n")
 
 
 if __name__ == "__main__":

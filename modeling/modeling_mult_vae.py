@@ -26,6 +26,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_mult_vae import MultVAEConfig
 from .gaussian_matching import DiagonalGaussian, GaussianHead, ProbabilisticMetaNetwork
+from .input_checks import check_count, check_histories
 from .outputs import Recommendations, exclude_items, pad_item_sets
 
 
@@ -161,8 +162,8 @@ class MultVAEForCollaborativeFiltering(PreTrainedModel):
         Full ranking over the catalogue: every item not excluded is a candidate, so a list never
         repeats an item and never shows one the user already has.
         """
-        if any(len(items) == 0 for items in item_sets):
-            raise ValueError("recommend got an empty item set; every user needs at least one known item")
+        top_k = check_count(top_k, "top_k", "items")
+        item_sets = check_histories(item_sets, self.config.num_items, name="item_sets")
         exclude = item_sets if exclude is None else exclude
         was_training = self.training
         if was_training:  # walking every module costs ~10% of a batch-1 request

@@ -17,6 +17,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_sasrec import SASRecConfig
+from .input_checks import check_count, check_histories
 from .outputs import Recommendations, exclude_items
 
 
@@ -159,8 +160,8 @@ class SASRecForSequentialRecommendation(PreTrainedModel):
         ``exclude_history=False`` (the default) keeps items the user already has as candidates, the
         same protocol as the generative models' evaluation, where re-consumption counts.
         """
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        top_k = check_count(top_k, "top_k", "items")
+        histories = check_histories(histories, self.config.num_items)
         was_training = self.training
         if was_training:  # walking every module costs ~10% of a batch-1 request
             self.eval()

@@ -7,6 +7,7 @@ from transformers import T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
 from .configuration_sid_t5 import SIDT5Config
+from .input_checks import check_count, check_histories
 from .logits_process_sid import PrefixTrieLogitsProcessor
 from .outputs import Recommendations
 from .sid_beam_search import constrained_beam_search
@@ -61,6 +62,13 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
                 f"Tokenizer (levels, codebook size, vocab) = {found} does not match the model's {expected}; "
                 "load the tokenizer saved with this model."
             )
+        saved, held = getattr(self.config, "code_fingerprint", None), getattr(tokenizer, "code_fingerprint", None)
+        if saved is not None and held is not None and saved != held:
+            raise ValueError(
+                f"this model was trained on the code table with fingerprint {saved} (config.json: code_fingerprint), "
+                f"but the tokenizer holds {held}: the tokenizer files (item_codes.safetensors, "
+                "tokenizer_config.json) come from another run. Load the tokenizer saved with this model."
+            )
 
     @torch.no_grad()
     def recommend(
@@ -94,6 +102,9 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         """
         self._check_tokenizer(tokenizer)
         num_beams = self._check_top_k(top_k, num_beams)
+        top_k = check_count(top_k, "top_k", "items")
+        histories = check_histories(histories, tokenizer.num_items)
+        users = self._check_users(users, len(histories), tokenizer)
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -116,14 +127,25 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
             self.train()
         return Recommendations(items=torch.cat(items).cpu(), scores=torch.cat(scores).cpu())
 
+    def _check_users(self, users, count: int, tokenizer) -> list[int] | None:
+        """User indices for the hashed user token: one exact integer per history.
+
+        A model without a user token reads none, and the ranking code passes the split's users to every model,
+        so there they are not read (``sidrec.Recommender``, which takes a raw user from a person, refuses one).
+        """
+        if users is None or not tokenizer.num_user_buckets:
+            return None
+        if isinstance(users, (str, bytes)) or len(users) != count:
+            raise ValueError(f"pass one user per history: {count} histories, users={users!r}")
+        return [check_count(user, "a user index", minimum=0) for user in users]
+
     @torch.no_grad()
     def _check_top_k(self, top_k: int, num_beams: int | None) -> int:
         """The beam width to use; ``top_k`` must be a positive count no larger than it."""
-        if num_beams is not None and (isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1):
-            raise ValueError(f"num_beams must be a positive number of beams, got {num_beams!r}")
+        if num_beams is not None:
+            num_beams = check_count(num_beams, "num_beams", "beams")
         num_beams = num_beams or self.generation_config.num_beams
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive number of items, got {top_k!r}")
+        top_k = check_count(top_k, "top_k", "items")
         if top_k > num_beams:
             raise ValueError(
                 f"top_k={top_k} exceeds num_beams={num_beams}: beam search returns at most one item per beam; "
@@ -146,6 +168,9 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         """
         self._check_tokenizer(tokenizer)
         num_beams = self._check_top_k(top_k, num_beams)
+        top_k = check_count(top_k, "top_k", "items")
+        histories = check_histories(histories, tokenizer.num_items)
+        users = self._check_users(users, len(histories), tokenizer)
         was_training = self.training
         if was_training:  # walking every module costs ~10% of a batch-1 request
             self.eval()
@@ -155,6 +180,11 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
             attention_mask=mask,
             num_beams=num_beams,
             num_return_sequences=top_k,
+            # What constrained search needs, set here so that no generation_config.json can change it: one
+            # token per code level, no sampling.
+            max_new_tokens=self.config.num_code_levels,
+            min_new_tokens=self.config.num_code_levels,
+            do_sample=False,
             early_stopping=True,
             length_penalty=0.0,
             logits_processor=[self.trie_logits_processor(tokenizer)],

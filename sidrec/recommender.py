@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,16 +10,40 @@ from pathlib import Path
 from safetensors import SafetensorError
 from transformers import AutoModel, AutoTokenizer
 
+from .modeling.input_checks import check_count, empty_history_message, is_exact_int
 from .training.data.item_table import ITEMS_FILE, USERS_FILE, read_item_table, read_user_table
 from .training.errors import ModelDirectoryError
 
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer_config.json", "item_codes.safetensors")
 _RESAVE = "copy the whole model directory of one run again (or re-run it)"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def resolve_model_directory(name: str | Path, revision: str | None = None) -> Path:
+    """A local model directory, or a Hub repository id (``owner/name``) downloaded into the Hub cache.
+
+    ``from_pretrained`` takes both; so does every sidrec entry that loads a saved model. A name that is
+    neither an existing folder nor a repository id is an error that says which it was taken for.
+    """
+    path = Path(name)
+    if path.exists() or not _REPO_ID.match(str(name)):
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(name), revision=revision))
+    except RepositoryNotFoundError as error:
+        raise FileNotFoundError(
+            f"{name} is neither a local folder nor a Hub model repository that this token can read "
+            f"({error.__class__.__name__})"
+        ) from error
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+        raise FileNotFoundError(
+            f"{name} is not a local folder, and the Hub repository of that name could not be downloaded ({error}); "
+            "check the name and the connection, or pass the path of a downloaded copy"
+        ) from error
 
 
 @dataclass
@@ -57,8 +82,9 @@ class Recommender:
         self.ids_are_indices = ids_are_indices  # no items.jsonl: raw ids are the item indices
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> Recommender:
-        directory = Path(directory)
+    def from_pretrained(cls, directory: str | Path, revision: str | None = None) -> Recommender:
+        """Load a saved run's model directory, or a Hub repository id (``owner/name``) as ``from_pretrained`` does."""
+        directory = resolve_model_directory(directory, revision)
         if not (directory / "config.json").exists():
             raise FileNotFoundError(
                 f"{directory} is not a saved sidrec model (no config.json); pass the run's model directory, "
@@ -78,9 +104,24 @@ class Recommender:
                 f"cannot load the model in {directory} ({error}); config.json or the weights file is damaged "
                 f"or truncated: {_RESAVE}"
             ) from error
+        except RuntimeError as error:  # shapes in config.json that the weights do not have
+            if "size mismatch" not in str(error) and "mismatched" not in str(error):
+                raise
+            raise ModelDirectoryError(
+                f"{directory / 'config.json'} does not describe the weights in {directory} (a size such as d_model, "
+                f"codebook_size or num_code_levels differs from the saved tensors): config.json was edited or comes "
+                f"from another run; {_RESAVE}"
+            ) from error
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        except (ValueError, OSError, SafetensorError) as error:
+        except ValueError as error:
+            if ITEMS_FILE in str(error):  # the tokenizer's own items.jsonl, damaged or from another run
+                raise ModelDirectoryError(f"{error}; {_RESAVE}") from error
+            raise ModelDirectoryError(
+                f"cannot load the tokenizer in {directory} ({error}); tokenizer_config.json and "
+                f"item_codes.safetensors do not belong together: {_RESAVE}"
+            ) from error
+        except (OSError, SafetensorError) as error:
             raise ModelDirectoryError(
                 f"cannot load the tokenizer in {directory} ({error}); tokenizer_config.json and "
                 f"item_codes.safetensors do not belong together: {_RESAVE}"
@@ -94,7 +135,15 @@ class Recommender:
                 f"size, vocabulary = {found}) does not match the model's config.json ({expected}): the files come "
                 f"from different runs; {_RESAVE}"
             )
-        table = read_item_table(directory)
+        fingerprint = getattr(config, "code_fingerprint", None)
+        if fingerprint is not None and fingerprint != getattr(tokenizer, "code_fingerprint", fingerprint):
+            raise ModelDirectoryError(
+                f"the code table in {directory} (item_codes.safetensors, fingerprint {tokenizer.code_fingerprint}) is "
+                f"not the one this model was trained on (config.json: code_fingerprint {fingerprint}): the tokenizer "
+                f"files come from another run; {_RESAVE}"
+            )
+        held = getattr(tokenizer, "item_ids", None)
+        table = (held, tokenizer.item_titles) if held is not None else read_item_table(directory)
         if table is not None:
             item_ids, titles = table
             if len(item_ids) != tokenizer.num_items:
@@ -104,6 +153,12 @@ class Recommender:
                     f"another run; {_RESAVE}"
                 )
         else:  # no item table: raw ids are the indices
+            warnings.warn(
+                f"{directory} has no {ITEMS_FILE} (a model saved before sidrec's tokenizer carried its raw ids): item "
+                f"ids are taken as the catalogue's indices 0..{tokenizer.num_items - 1} and no titles are shown",
+                UserWarning,
+                stacklevel=2,
+            )
             item_ids = [str(i) for i in range(tokenizer.num_items)]
             titles = [""] * tokenizer.num_items
         return cls(model.eval(), tokenizer, item_ids, titles, read_user_table(directory), ids_are_indices=table is None)
@@ -112,12 +167,22 @@ class Recommender:
     def uses_user_token(self) -> bool:
         return bool(getattr(self.tokenizer, "num_user_buckets", 0))
 
-    def to_indices(self, history: list[str | int]) -> list[int]:
-        if isinstance(history, (str, int)):
+    def to_indices(self, history: list[str | int], row: int = 0) -> list[int]:
+        """Item indices of one history of raw ids (``row``: its place in a batch, for the messages)."""
+        if isinstance(history, (str, bytes)) or is_exact_int(history) or isinstance(history, float):
             raise ValueError(
                 f"a history is a list of raw item ids, oldest first; got the single {type(history).__name__} "
                 f"{history!r}: pass [{history!r}]"
             )
+        history = list(history)
+        if not history:
+            raise ValueError(empty_history_message(row))
+        for raw in history:  # raw ids are the data set's strings, or whole numbers written as ints
+            if not isinstance(raw, str) and not is_exact_int(raw):
+                raise ValueError(
+                    f"item id {raw!r} is a {type(raw).__name__}: raw item ids are strings (or ints), as in the "
+                    f"data set's item_id column; a float or bool id is not converted"
+                )
         unknown = [raw for raw in history if str(raw) not in self.index_of]
         if unknown:
             where = (
@@ -135,6 +200,11 @@ class Recommender:
     def to_user_indices(self, users: list[str | int | None] | None, count: int) -> list[int] | None:
         """User indices for the user token, or None when the model has none (or no user was given)."""
         if not self.uses_user_token:
+            if users is not None and any(user is not None for user in users):
+                raise ValueError(
+                    "a user was given, but this model has no user token (num_user_buckets=0): it recommends from "
+                    "the history alone, so the user would change nothing; leave the user out"
+                )
             return None
         if users is None or any(user is None for user in users):
             warnings.warn(
@@ -171,13 +241,20 @@ class Recommender:
         user's own items; the beams that remain are returned, so a list may then hold fewer than
         ``top_k`` items (raise ``num_beams`` for more).
         """
-        if not _is_count(top_k):
-            raise ValueError(f"top_k must be a positive number of items, got {top_k!r}")
-        if num_beams is not None and not _is_count(num_beams):
-            raise ValueError(f"num_beams must be a positive number of beams, got {num_beams!r}")
-        indices = [self.to_indices(history) for history in histories]
+        top_k = check_count(top_k, "top_k", "items")
+        num_beams = check_count(num_beams, "num_beams", "beams") if num_beams is not None else None
+        if isinstance(histories, (str, bytes)) or not hasattr(histories, "__len__") or len(histories) == 0:
+            raise ValueError(
+                f"histories must be a non-empty list of histories (lists of raw item ids), got {histories!r}"
+            )
+        indices = [self.to_indices(history, row) for row, history in enumerate(histories)]
         user_indices = self.to_user_indices(users, len(histories))
         num_beams = num_beams or self.model.generation_config.num_beams
+        if top_k > num_beams:  # with exclude_history too: the list would silently come back short
+            raise ValueError(
+                f"top_k={top_k} exceeds num_beams={num_beams}: beam search returns at most one item per beam; "
+                f"pass num_beams >= {top_k}"
+            )
         wanted = num_beams if exclude_history else top_k
         result = self.model.recommend(indices, self.tokenizer, top_k=wanted, num_beams=num_beams, users=user_indices)
         lists = []

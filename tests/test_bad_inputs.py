@@ -215,6 +215,24 @@ def recommend(bad: Bad, histories, **kwargs):
     return bad.recommender.model.recommend(histories, tokenizer, **kwargs)
 
 
+def without_user_token(bad: Bad):
+    """The served Recommender as if its tokenizer read no user token (the CLI's --user goes through it too)."""
+    from sidrec.recommender import Recommender
+
+    served = bad.recommender
+    tokenizer = SemanticIDTokenizer(item_codes=codes(bad), codebook_size=32, num_user_buckets=0)
+    return Recommender(served.model, tokenizer, served.item_ids, served.titles)
+
+
+def metric():
+    """The ``evaluate`` module, loaded from its folder as a user would."""
+    import evaluate
+
+    import sidrec.metrics
+
+    return evaluate.load(sidrec.metrics.SID_RANKING)
+
+
 def row(name: str, trigger, expected, *words: str):
     return pytest.param(trigger, expected, words, id=name)
 
@@ -395,6 +413,137 @@ ROWS = [
         lambda b: ranking_metrics(recommend(b, [[0], [1]], top_k=5).items, torch.tensor([[2, -1], [-1, -1]]), ks=(5,)),
         ValueError,
         "every user needs at least one relevant item",
+    ),
+    # ----- silent wrong answers before issue 35: each row answered without a word on 63ebdf8 -------------
+    row(
+        "api-model-float-item-id",
+        lambda b: recommend(b, [[10.0, 42.0, 7.5]], top_k=3),
+        ValueError,
+        "item id 10.0 is a float, not an integer index",
+        "convert the ids to int where they are read",
+    ),
+    row(
+        "api-model-bool-item-id",
+        lambda b: recommend(b, [[True, False]], top_k=3),
+        ValueError,
+        "item id True is a bool, not an integer index",
+    ),
+    row(
+        "api-model-flat-history",
+        lambda b: recommend(b, [10, 42, 7], top_k=3),
+        ValueError,
+        "entry 0 is the single id 10",
+        "for one history pass [[...]]",
+    ),
+    row(
+        "api-model-string-item-id",
+        lambda b: recommend(b, [["10"]], top_k=3),
+        ValueError,
+        "item id '10' is a str",
+        "sidrec.Recommender",
+    ),
+    row(
+        "api-model-huge-item-id",
+        lambda b: recommend(b, [[2**70]], top_k=3),
+        ValueError,
+        f"Unknown item id {2**70}",
+    ),
+    row(
+        "api-model-empty-batch",
+        lambda b: recommend(b, [], top_k=3),
+        ValueError,
+        "histories is an empty batch",
+    ),
+    row(
+        "api-model-float-top-k",
+        lambda b: recommend(b, [[0, 1]], top_k=3.0),
+        ValueError,
+        "top_k must be a positive number of items, got 3.0",
+    ),
+    row(
+        "api-float-raw-item-id",
+        lambda b: b.recommender.recommend([1.0], user=b.user),
+        ValueError,
+        "item id 1.0 is a float",
+        "a float or bool id is not converted",
+    ),
+    row(
+        "api-top-k-over-beams-excluding-history",
+        lambda b: b.recommender.recommend([b.item()], top_k=11, user=b.user, exclude_history=True),
+        ValueError,
+        "top_k=11 exceeds num_beams=10",
+    ),
+    row(
+        "api-metric-repeated-item",
+        lambda b: metric().compute(predictions=[[1, 1, 1]], references=[1], ks=[3]),
+        ValueError,
+        "item(s) [1] appear more than once in one ranked list",
+        "remove the repeats",
+    ),
+    row(
+        "api-metric-float-reference",
+        lambda b: metric().compute(predictions=[[1, 2, 3]], references=[1.5], ks=[3]),
+        ValueError,
+        "references[0] = 1.5",
+    ),
+    row(
+        "api-ranking-metrics-repeated-item",
+        lambda b: ranking_metrics(torch.tensor([[4, 4, 2]]), torch.tensor([4]), ks=(3,)),
+        ValueError,
+        "lists an item more than once",
+    ),
+    row(
+        "dir-code-table-of-another-run",
+        lambda b: b.load(codes_edited(lambda c: torch.roll(c, 1, dims=0))),
+        ModelDirectoryError,
+        "is not the one this model was trained on",
+        "code_fingerprint",
+    ),
+    row(
+        "dir-config-disagrees-with-weights",
+        lambda b: b.load(json_edited("config.json", d_model=96)),
+        ModelDirectoryError,
+        "config.json does not describe the weights",
+        "d_model",
+    ),
+    row(
+        "recipe-max-test-users-zero",
+        lambda b: b.checked("evaluation.max_test_users=0"),
+        RecipeError,
+        "evaluation.max_test_users must be a positive number of users",
+        "0 does not mean 'all'",
+    ),
+    row(
+        "recipe-no-levels",
+        lambda b: b.checked("quantizer.num_levels=0"),
+        RecipeError,
+        "quantizer.num_levels counts residual codebooks and must be a whole number >= 1, got 0",
+    ),
+    row(
+        "recipe-one-code",
+        lambda b: b.checked("quantizer.codebook_size=1"),
+        RecipeError,
+        "quantizer.codebook_size counts codes per level",
+        ">= 2, got 1",
+    ),
+    row(
+        "recipe-no-heads",
+        lambda b: b.checked("model.num_heads=0"),
+        RecipeError,
+        "model.num_heads counts attention heads and must be a whole number >= 1, got 0",
+    ),
+    row(
+        "recipe-bool-beams",
+        lambda b: b.checked("evaluation.num_beams=true"),
+        RecipeError,
+        "evaluation.num_beams",
+    ),
+    row(
+        "api-user-on-a-model-without-a-user-token",
+        lambda b: without_user_token(b).recommend([b.item()], user=b.user),
+        ValueError,
+        "a user was given, but this model has no user token",
+        "leave the user out",
     ),
     # ----- recipes: load_recipe + check_recipe, as `run` calls them before any work ------------------------
     row(

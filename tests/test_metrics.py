@@ -51,12 +51,12 @@ def test_mrr_hit_rate_and_coverage_by_hand():
     assert metrics["coverage@4"] == pytest.approx(10 / 12)
 
 
-def test_hit_rate_counts_users_while_recall_counts_hits():
-    """A ranking that repeats the target: recall counts both hits, hit rate and MRR count the user once."""
-    metrics = ranking_metrics(torch.tensor([[5, 2, 5]]), torch.tensor([5]), ks=(3,))
-    assert metrics["recall@3"] == 2.0
-    assert metrics["hit_rate@3"] == 1.0
-    assert metrics["mrr@3"] == 1.0
+def test_a_ranking_that_repeats_an_item_is_refused_not_counted_twice():
+    """[5, 2, 5] against target 5 once gave recall@3 = 2.0; a ranking lists each item once, so it is an error."""
+    with pytest.raises(ValueError, match="lists an item more than once"):
+        ranking_metrics(torch.tensor([[5, 2, 5]]), torch.tensor([5]), ks=(3,))
+    # Empty slots (-1) may repeat: they are no item.
+    assert ranking_metrics(torch.tensor([[5, -1, -1]]), torch.tensor([5]), ks=(3,))["recall@3"] == 1.0
 
 
 def test_coverage_only_with_num_items_and_keys_unchanged():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from transformers import PretrainedConfig
 
 LOGIT_MODES = ("calibrated", "centred")
+ENCODER_TYPES = ("mlp", "identity")
 
 
 class SemanticIDQuantizerConfig(PretrainedConfig):
@@ -30,6 +31,9 @@ class SemanticIDQuantizerConfig(PretrainedConfig):
             0 keeps nearest codes.
         sinkhorn_iterations: Sinkhorn-Knopp iterations (50 in DIGER and LETTER).
         sinkhorn_levels: the levels that are balanced; ``None`` = all (DIGER), ``[-1]`` = the last (LETTER).
+        encoder_type: ``"mlp"`` (the RQ-VAE's encoder and decoder) or ``"identity"`` (no VAE: the codebooks
+            quantise the content embeddings themselves, RQ-KMeans as GRID and cornac offer it; then
+            ``latent_dim`` must equal ``input_dim``).
     """
 
     model_type = "sid_rqvae"
@@ -54,6 +58,7 @@ class SemanticIDQuantizerConfig(PretrainedConfig):
         sinkhorn_epsilon: float = 0.0,
         sinkhorn_iterations: int = 50,
         sinkhorn_levels: list[int] | None = None,
+        encoder_type: str = "mlp",
         **kwargs,
     ):
         self.input_dim = input_dim
@@ -71,6 +76,14 @@ class SemanticIDQuantizerConfig(PretrainedConfig):
                 f"sinkhorn_epsilon must be >= 0 (0 = off) and sinkhorn_iterations >= 1, "
                 f"got {sinkhorn_epsilon} and {sinkhorn_iterations}"
             )
+        if encoder_type not in ENCODER_TYPES:
+            raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {encoder_type!r}")
+        if encoder_type == "identity" and latent_dim != input_dim:
+            raise ValueError(
+                f"an identity encoder quantises the embeddings themselves: latent_dim ({latent_dim}) must equal "
+                f"input_dim ({input_dim})"
+            )
+        self.encoder_type = encoder_type
         self.logit_mode = logit_mode
         self.sinkhorn_epsilon = float(sinkhorn_epsilon)
         self.sinkhorn_iterations = int(sinkhorn_iterations)

@@ -82,8 +82,9 @@ class SemanticIDQuantizer(PreTrainedModel):
     def __init__(self, config: SemanticIDQuantizerConfig):
         super().__init__(config)
         dims = [config.input_dim, *config.hidden_dims, config.latent_dim]
-        self.encoder = _mlp(dims, config.dropout)
-        self.decoder = _mlp(dims[::-1], config.dropout)
+        identity = getattr(config, "encoder_type", "mlp") == "identity"  # RQ-KMeans: codes of the embeddings
+        self.encoder = nn.Identity() if identity else _mlp(dims, config.dropout)
+        self.decoder = nn.Identity() if identity else _mlp(dims[::-1], config.dropout)
         self.codebooks = nn.Parameter(torch.randn(config.num_levels, config.codebook_size, config.latent_dim) * 0.1)
         # Logits are -distance / distance_scale: in units of the catalogue's typical gap between an item's
         # nearest and second-nearest code (see calibrate_distance_scale); 1 = raw squared distances.
@@ -110,6 +111,27 @@ class SemanticIDQuantizer(PreTrainedModel):
             self.codebooks.data[level] = centers
             nearest = torch.cdist(residual, centers).argmin(dim=1)
             residual = residual - centers[nearest]
+
+    @torch.no_grad()
+    def level_residuals(self, embeddings: torch.Tensor) -> list[torch.Tensor]:
+        """The residual (B, d) each level quantises, level 0 first, under nearest-code assignment."""
+        residual, residuals = self.encoder(embeddings), []
+        for level in range(self.config.num_levels):
+            residuals.append(residual)
+            residual = residual - self.codebooks[level][self.distances(residual, level).argmin(dim=1)]
+        return residuals
+
+    @torch.no_grad()
+    def restart_codes(self, level: int, codes: torch.LongTensor, embeddings: torch.Tensor, generator=None) -> None:
+        """Re-seed ``codes`` of ``level`` with residuals of random rows of ``embeddings`` at that level.
+
+        A code that no item chooses receives no gradient from the quantisation loss and stays dead for the
+        rest of the fit; moving it onto a real residual gives it items again (the dead-code restart of
+        Jukebox and of ``vector-quantize-pytorch``).
+        """
+        residual = self.level_residuals(embeddings)[level]
+        rows = torch.randint(residual.size(0), (len(codes),), generator=generator)
+        self.codebooks.data[level, codes] = residual[rows]
 
     @torch.no_grad()
     def calibrate_distance_scale(self, embeddings: torch.Tensor) -> torch.Tensor:

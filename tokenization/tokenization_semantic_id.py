@@ -9,6 +9,7 @@ table, saved as safetensors so that ``from_pretrained`` restores exactly the sam
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -23,7 +24,11 @@ from .configuration_quantizer import SemanticIDQuantizerConfig
 from .modeling_quantizer import SemanticIDQuantizer
 from .prefix_trie import PrefixTrie
 
-VOCAB_FILES_NAMES = {"item_codes_file": "item_codes.safetensors", "quantizer_file": "quantizer.safetensors"}
+VOCAB_FILES_NAMES = {
+    "item_codes_file": "item_codes.safetensors",
+    "quantizer_file": "quantizer.safetensors",
+    "items_file": "items.jsonl",  # raw item ids and titles by item index: every stock save and push keeps them
+}
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
 _TOKEN_PATTERN = re.compile(r"<[^<>\s]+>|\S+")
 
@@ -48,6 +53,11 @@ class SemanticIDTokenizer(PreTrainedTokenizer):
         codebook_size: K, codes per level.
         num_user_buckets: hashed user-id tokens prepended to histories (TIGER uses 2,000); 0 = none.
         max_history: histories longer than this keep their most recent ``max_history`` items.
+        items_file: ``items.jsonl`` (one ``{"index", "item_id", "title"}`` object a line), written by
+            ``save_pretrained`` when the tokenizer knows its catalogue's raw ids.
+        item_ids: the raw item id (a string) of every item index, when building a new tokenizer; with
+            ``item_titles`` they make the tokenizer speak the data set's ids wherever it is saved or pushed.
+        item_titles: the title of every item index (``""`` where there is none).
     """
 
     vocab_files_names = VOCAB_FILES_NAMES
@@ -63,6 +73,9 @@ class SemanticIDTokenizer(PreTrainedTokenizer):
         codebook_size: int = 256,
         num_user_buckets: int = 0,
         max_history: int = 20,
+        items_file: str | None = None,
+        item_ids: list[str] | None = None,
+        item_titles: list[str] | None = None,
         pad_token: str = "<pad>",
         eos_token: str = "</s>",
         unk_token: str = "<unk>",
@@ -86,6 +99,9 @@ class SemanticIDTokenizer(PreTrainedTokenizer):
         self._ids_to_tokens = {i: t for t, i in self._vocab.items()}
         self._trie: PrefixTrie | None = None
         self.set_item_codes(item_codes)
+        if item_ids is None and items_file is not None:
+            item_ids, item_titles = read_items_file(items_file)
+        self.set_item_table(item_ids, item_titles)
         super().__init__(
             pad_token=pad_token,
             eos_token=eos_token,
@@ -144,12 +160,42 @@ class SemanticIDTokenizer(PreTrainedTokenizer):
             raise ValueError(f"save_directory {save_directory!r} must be an existing directory")
         prefix = filename_prefix + "-" if filename_prefix else ""
         path = os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["item_codes_file"])
-        save_file({"codes": self.item_codes.contiguous()}, path)
-        if self.quantizer is None:
-            return (path,)
-        quantizer_path = os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["quantizer_file"])
-        save_quantizer(self.quantizer, quantizer_path)
-        return (path, quantizer_path)
+        save_file({"codes": self.item_codes.contiguous()}, path, metadata={"fingerprint": self.code_fingerprint})
+        written = [path]
+        if self.quantizer is not None:
+            written.append(os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["quantizer_file"]))
+            save_quantizer(self.quantizer, written[-1])
+        if self.item_ids is not None:
+            written.append(os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["items_file"]))
+            write_items_file(written[-1], self.item_ids, self.item_titles)
+        return tuple(written)
+
+    # ----- raw item ids -----------------------------------------------------------------------------
+    def set_item_table(self, item_ids: list[str] | None, item_titles: list[str] | None = None) -> None:
+        """Attach the raw id (and title) of every item index; ``None`` leaves the tokenizer speaking indices."""
+        if item_ids is None:
+            self.item_ids, self.item_titles = None, None
+            return
+        item_ids = [str(raw) for raw in item_ids]
+        if len(item_ids) != self.num_items:
+            raise ValueError(
+                f"{VOCAB_FILES_NAMES['items_file']} lists {len(item_ids)} items but the tokenizer's code table "
+                f"({VOCAB_FILES_NAMES['item_codes_file']}) holds {self.num_items}: one of them was edited or comes "
+                "from another run"
+            )
+        if len(set(item_ids)) != len(item_ids):
+            raise ValueError("the item table repeats a raw item id; each item index needs its own id")
+        titles = [""] * len(item_ids) if item_titles is None else [title or "" for title in item_titles]
+        if len(titles) != len(item_ids):
+            raise ValueError(f"got {len(titles)} titles for {len(item_ids)} item ids")
+        self.item_ids, self.item_titles = item_ids, titles
+
+    @property
+    def code_fingerprint(self) -> str:
+        """A short hash of the code table: saved in the model's config, so codes and weights cannot be mixed up."""
+        if self._fingerprint is None:  # hashed once per code table, not on every request
+            self._fingerprint = code_table_fingerprint(self.item_codes)
+        return self._fingerprint
 
     # ----- item codes -----------------------------------------------------------------------------
     @property
@@ -169,6 +215,7 @@ class SemanticIDTokenizer(PreTrainedTokenizer):
                 f"({self.codebook_size}^{self.num_levels} > 2^63); use fewer levels or a smaller codebook_size"
             )
         self.item_codes = item_codes
+        self._fingerprint = None
         self._trie = PrefixTrie(item_codes, self.codebook_size, self.token_offsets)
         radix = torch.tensor([self.codebook_size**p for p in range(self.num_levels - 1, -1, -1)])
         keys = (item_codes * radix).sum(dim=1)
@@ -290,3 +337,39 @@ def load_quantizer(path: str) -> SemanticIDQuantizer:
     quantizer = SemanticIDQuantizer(config)
     quantizer.load_state_dict(load_file(path))
     return quantizer.eval()
+
+
+def code_table_fingerprint(item_codes: torch.Tensor) -> str:
+    """The first 16 hex digits of SHA-256 over the code table's shape and values (int64, row-major)."""
+    codes = torch.as_tensor(item_codes, dtype=torch.long).contiguous().cpu()
+    digest = hashlib.sha256(str(tuple(codes.shape)).encode())
+    digest.update(codes.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def write_items_file(path: str, item_ids: list[str], titles: list[str]) -> None:
+    """``items.jsonl``: one ``{"index", "item_id", "title"}`` object a line, by item index."""
+    with open(path, "w") as handle:
+        for index, (raw_id, title) in enumerate(zip(item_ids, titles)):
+            handle.write(json.dumps({"index": index, "item_id": raw_id, "title": title}) + "\n")
+
+
+def read_items_file(path: str) -> tuple[list[str], list[str]]:
+    """(raw ids, titles) by item index from :func:`write_items_file`'s file; a damaged line names itself."""
+    ids, titles = [], []
+    with open(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict) or "item_id" not in row or row.get("index") != len(ids):
+                raise ValueError(
+                    f'{path} line {number} is not a row like {{"index": {len(ids)}, "item_id": ...}}: {line[:80]!r}. '
+                    "The file was edited or truncated; copy it again from the run's model directory"
+                )
+            ids.append(str(row["item_id"]))
+            titles.append(row.get("title") or "")
+    return ids, titles

@@ -27,6 +27,9 @@ class QuantizerFit:
     codes: torch.LongTensor
     stats: dict[str, float]
     loss_history: list[float] = field(default_factory=list)
+    # Per epoch, the share of each level's codes that at least one item of the epoch chose (before restarts).
+    usage_history: list[list[float]] = field(default_factory=list)
+    restarted_codes: int = 0  # dead codes re-seeded over the whole fit
 
     def summary(self) -> str:
         levels = sorted({key.split("/")[0] for key in self.stats if key.startswith("level")})
@@ -50,6 +53,8 @@ def fit_quantizer(
     seed: int = 0,
     regularizer=None,
     fit_sample: int | None = None,
+    restart_dead_codes: bool = False,
+    kmeans_iterations: int = 20,
 ) -> QuantizerFit:
     """Train an RQ-VAE on ``embeddings`` (N, d) and assign every item a unique code.
 
@@ -65,6 +70,12 @@ def fit_quantizer(
     item is assigned its codes. An epoch then costs the same at 10M items as at ``fit_sample``.
     ``embeddings`` may be an :class:`~sidrec.training.embeddings.EmbeddingShards` table on disk: only
     the sample is read into memory, and the codes are assigned a chunk at a time.
+
+    ``restart_dead_codes`` re-seeds, after every epoch but the last, each code no item chose during the
+    epoch with the residual of a random item at its level (its optimizer moments zeroed): without it a
+    code that loses its items never gets them back, and the fit ends using a fraction of each codebook.
+    ``epochs=0`` with an ``encoder_type="identity"`` config is RQ-KMeans: residual k-means of the
+    embeddings themselves (``kmeans_iterations`` Lloyd steps per level), no VAE.
     """
     if fit_sample is not None and (isinstance(fit_sample, bool) or not isinstance(fit_sample, int) or fit_sample < 1):
         raise ValueError(f"fit_sample must be a positive number of items or None, got {fit_sample!r}")
@@ -78,7 +89,8 @@ def fit_quantizer(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         fitted = _fit_items(embeddings.size(0), fit_sample, seed)
-        return _fit(embeddings, fitted, config, epochs, batch_size, learning_rate, kmeans_init, seed, regularizer)
+        schedule = _Schedule(epochs, batch_size, learning_rate, kmeans_init, kmeans_iterations, restart_dead_codes)
+        return _fit(embeddings, fitted, config, schedule, seed, regularizer)
 
 
 def _fit_items(count: int, fit_sample: int | None, seed: int) -> torch.LongTensor | None:
@@ -89,7 +101,21 @@ def _fit_items(count: int, fit_sample: int | None, seed: int) -> torch.LongTenso
     return torch.randperm(count, generator=generator)[:fit_sample].sort().values
 
 
-def _fit(embeddings, fitted, config, epochs, batch_size, learning_rate, kmeans_init, seed, regularizer) -> QuantizerFit:
+@dataclass(frozen=True)
+class _Schedule:
+    """How the fit runs (as opposed to what the quantizer is, its config)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    kmeans_init: bool
+    kmeans_iterations: int
+    restart_dead_codes: bool
+
+
+def _fit(embeddings, fitted, config, schedule: _Schedule, seed, regularizer) -> QuantizerFit:
+    if schedule.epochs < 1 and not schedule.kmeans_init:
+        raise ValueError("a quantizer fit needs epochs >= 1 or a k-means initialisation (RQ-KMeans: epochs=0)")
     quantizer = SemanticIDQuantizer(config)
     # The rows the fit sees, in memory (a table too large for memory, e.g. ``EmbeddingShards``, is only
     # ever read for this sample and, a chunk at a time, for coding every item at the end).
@@ -97,22 +123,26 @@ def _fit(embeddings, fitted, config, epochs, batch_size, learning_rate, kmeans_i
         sample = embeddings[fitted]
     else:
         sample = embeddings if isinstance(embeddings, torch.Tensor) else embeddings[:]
-    if kmeans_init:
-        quantizer.init_codebooks_kmeans(sample, seed=seed)
+    if schedule.kmeans_init:
+        quantizer.init_codebooks_kmeans(sample, iterations=schedule.kmeans_iterations, seed=seed)
     parameters = list(quantizer.parameters()) + (list(regularizer.parameters()) if regularizer is not None else [])
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate)
+    optimizer = torch.optim.AdamW(parameters, lr=schedule.learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    history = []
+    # Restarts draw from a stream of their own, so a fit without dead codes draws exactly as before.
+    restarts = torch.Generator().manual_seed(seed + 2)
+    history, usage_history, restarted = [], [], 0
+    levels, size = config.num_levels, config.codebook_size
     quantizer.train()
-    for _ in range(epochs):
+    for epoch in range(schedule.epochs):
         order = torch.randperm(sample.size(0), generator=generator)  # rows of ``sample``
         items_of = order if fitted is None else fitted[order]  # catalogue indices, as the regulariser reads them
         total, batches = 0.0, 0
+        used = torch.zeros(levels, size, dtype=torch.bool)
         if regularizer is not None:
             regularizer.new_epoch(quantizer)
-        for start in range(0, len(order), batch_size):
-            items = items_of[start : start + batch_size]
-            output = quantizer(sample[order[start : start + batch_size]])
+        for start in range(0, len(order), schedule.batch_size):
+            items = items_of[start : start + schedule.batch_size]
+            output = quantizer(sample[order[start : start + schedule.batch_size]])
             loss = output.loss
             if regularizer is not None:
                 loss = loss + regularizer(quantizer, output, items)[0]
@@ -120,10 +150,38 @@ def _fit(embeddings, fitted, config, epochs, batch_size, learning_rate, kmeans_i
             loss.backward()
             optimizer.step()
             total, batches = total + output.loss.item(), batches + 1
+            used.scatter_(1, output.codes.t(), True)
         history.append(total / batches)
+        usage_history.append(used.float().mean(dim=1).tolist())
+        if schedule.restart_dead_codes and epoch < schedule.epochs - 1:
+            restarted += _restart_dead_codes(quantizer, optimizer, used, sample, schedule.batch_size, restarts)
     quantizer.eval()
     quantizer.calibrate_distance_scale(sample)
     raw_codes = quantizer.encode_codes(embeddings)
     stats = code_statistics(raw_codes, config.codebook_size)
     codes = append_collision_level(raw_codes, config.codebook_size)
-    return QuantizerFit(quantizer=quantizer, codes=codes, stats=stats, loss_history=history)
+    return QuantizerFit(
+        quantizer=quantizer,
+        codes=codes,
+        stats=stats,
+        loss_history=history,
+        usage_history=usage_history,
+        restarted_codes=restarted,
+    )
+
+
+def _restart_dead_codes(quantizer, optimizer, used, sample, batch_size, generator) -> int:
+    """Re-seed every code of ``used`` (L, K) that is False from a random batch's residuals; returns how many."""
+    dead_total = 0
+    rows = torch.randperm(sample.size(0), generator=generator)[:batch_size]
+    for level in range(used.size(0)):
+        dead = (~used[level]).nonzero().squeeze(1)
+        if len(dead) == 0:
+            continue
+        quantizer.restart_codes(level, dead, sample[rows], generator=generator)
+        state = optimizer.state.get(quantizer.codebooks, {})
+        for moment in ("exp_avg", "exp_avg_sq"):  # a re-seeded code starts its optimisation afresh
+            if moment in state:
+                state[moment][level, dead] = 0
+        dead_total += len(dead)
+    return dead_total

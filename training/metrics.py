@@ -61,6 +61,14 @@ def ranking_metrics(
                 f"ranked holds item index {int(ranked.max())} but num_items is {num_items}; "
                 "pass the size of the catalogue the items were ranked from"
             )
+    ordered = ranked.sort(dim=1).values  # a repeated item would count one hit several times (recall > 1)
+    repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    if repeated.any():
+        user = int(repeated.any(dim=1).nonzero()[0])
+        raise ValueError(
+            f"the ranking of user {user} lists an item more than once ({ranked[user].tolist()[:20]}); a ranking "
+            "lists each item once: remove the repeats"
+        )
     relevant = targets.view(-1, 1) if targets.dim() == 1 else targets  # (U, T), -1 pads
     hits = (ranked[:, :, None] == relevant[:, None, :]).any(dim=2) & (ranked >= 0)
     num_relevant = (relevant >= 0).sum(dim=1).double()

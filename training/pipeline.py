@@ -165,10 +165,13 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
             with atomic_directory(output_dir / ADAPTER_DIR) as staging:
                 model.save_pretrained(str(staging))
             recommender = model = model.merge_and_unload()
+        if tokenizer.item_ids is None:  # a fine-tuned model's tokenizer saved before it carried its items
+            tokenizer.set_item_table(data.item_ids, data.item_titles)
+        # The model's config names the code table it was trained on: loading it with another run's codes fails.
+        recommender.config.code_fingerprint = tokenizer.code_fingerprint
         with atomic_directory(model_dir) as staging:  # a crash while saving leaves no half-written model
             recommender.save_pretrained(str(staging))
-            tokenizer.save_pretrained(str(staging))  # code table + the quantizer that produced it
-            write_item_table(staging, data.item_ids, data.item_titles)
+            tokenizer.save_pretrained(str(staging))  # code table, its quantizer, and the raw ids (items.jsonl)
             if tokenizer.num_user_buckets:  # serving maps a raw user id to the index its token was hashed from
                 write_user_table(staging, data.user_ids)
         metrics.update(saved_sizes(output_dir))

@@ -28,6 +28,8 @@ from .methods.letter import LetterRecipe
 from .methods.sasrec import SASRecRecipe
 
 TASKS = ("sequential", "collaborative")
+QUANTIZER_METHODS = ("rqvae", "rq_kmeans")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -62,6 +64,15 @@ class QuantizerRecipe:
     batch_size: int = 1024
     learning_rate: float = 1e-3
     kmeans_init: bool = True
+    kmeans_iterations: int = 20  # Lloyd steps of each level's k-means (RQ-KMeans' whole fit)
+    # What turns embeddings into codes: "rqvae" (TIGER's RQ-VAE, trained `epochs`) or "rq_kmeans" (residual
+    # k-means of the embeddings themselves, no VAE, as GRID and cornac offer).
+    method: str = "rqvae"
+    # Re-seed the codes no item chose in an epoch from random residuals (without it the RQ-VAE ends using
+    # about half of each codebook on Beauty; docs/tiger.md, "Codes").
+    restart_dead_codes: bool = False
+    # Sinkhorn-balance the last level's assignment (epsilon 0.003, as LETTER and genrec): fewer collisions.
+    balance_last_level: bool = False
     # Fit the RQ-VAE (and its k-means start) on at most this many random items, then code every item:
     # for catalogues of 100k+ items, where an epoch over all of them is the slowest stage (bench_scale.py).
     fit_sample: int | None = None
@@ -101,6 +112,9 @@ class TrainingRecipe:
     save_total_limit: int = 2
     torch_threads: int | None = None
     deterministic: bool = True  # PyTorch's deterministic algorithms while training (reproducible joint runs)
+    # fp32, or bf16 autocast (TrainingArguments' bf16; on CPUs with AVX-512 BF16 or AMX a TIGER-size step
+    # runs about twice as fast; benchmarks/results/train_speed_cpu.json). Weights and optimizer stay fp32.
+    precision: str = "fp32"
 
 
 @dataclass
@@ -311,6 +325,8 @@ def check_recipe(recipe: Recipe) -> None:
     if finetune.peft is not None:
         peft_config(finetune.peft)  # a bad method or option fails here, not after loading the data
     generative = recipe.task == "sequential" and not recipe.sasrec.enabled
+    if recipe.training.precision not in PRECISIONS:
+        raise RecipeError(f"training.precision must be one of {PRECISIONS}, got {recipe.training.precision!r}")
     e = recipe.evaluation
     if not e.ks or min(e.ks) < 1:
         raise RecipeError(f"evaluation.ks must be positive cut-offs, e.g. [5, 10, 20]; got {e.ks}")
@@ -345,11 +361,55 @@ def check_recipe(recipe: Recipe) -> None:
                 f"quantizer.codes_from takes a saved run's codes as they are; it cannot be combined with "
                 f"{', '.join(clash)}: drop one of the two"
             )
-    if generative and not finetune.from_model and recipe.quantizer.epochs < 1:
+    if recipe.quantizer.method not in QUANTIZER_METHODS:
+        raise RecipeError(f"quantizer.method must be one of {QUANTIZER_METHODS}, got {recipe.quantizer.method!r}")
+    rqvae = recipe.quantizer.method == "rqvae"
+    if generative and not finetune.from_model and rqvae and recipe.quantizer.epochs < 1:
         raise RecipeError(f"quantizer.epochs must be at least 1 (the RQ-VAE is fitted), got {recipe.quantizer.epochs}")
+    _check_sizes(recipe)
     _check_embedding_source(recipe)
     _check_keep_shards(recipe)
     check_method_settings(recipe)
+
+
+# Settings that count something: (section, key, smallest sensible value, what it counts). Checked as exact
+# whole numbers, so `0` is never read as "all" and `2.5` or `true` are never rounded.
+_COUNTS = (
+    ("quantizer", "num_levels", 1, "residual codebooks"),
+    ("quantizer", "codebook_size", 2, "codes per level (with one code every item of a level shares it)"),
+    ("quantizer", "latent_dim", 1, "latent width"),
+    ("quantizer", "batch_size", 1, "items per RQ-VAE batch"),
+    ("quantizer", "kmeans_iterations", 1, "Lloyd steps"),
+    ("model", "d_model", 1, "model width"),
+    ("model", "d_kv", 1, "width of each attention head"),
+    ("model", "d_ff", 1, "feed-forward width"),
+    ("model", "num_layers", 1, "encoder layers"),
+    ("model", "num_decoder_layers", 1, "decoder layers"),
+    ("model", "num_heads", 1, "attention heads"),
+    ("model", "num_user_buckets", 0, "hashed user tokens (0 = none)"),
+    ("training", "batch_size", 1, "examples per batch"),
+    ("evaluation", "num_beams", 1, "beams"),
+    ("evaluation", "batch_size", 1, "users per evaluation batch"),
+)
+# Optional user limits: None means every user; a number must be a positive count.
+_USER_LIMITS = (("evaluation", "max_validation_users"), ("evaluation", "max_test_users"))
+
+
+def _check_sizes(recipe: Recipe) -> None:
+    """Every count is an exact whole number in range, named with its section and what it counts."""
+    for section, key, smallest, meaning in _COUNTS:
+        value = getattr(getattr(recipe, section), key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+            raise RecipeError(
+                f"{section}.{key} counts {meaning} and must be a whole number >= {smallest}, got {value!r}"
+            )
+    for section, key in _USER_LIMITS:
+        value = getattr(getattr(recipe, section), key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise RecipeError(
+                f"{section}.{key} must be a positive number of users, or null for all of them; got {value!r} "
+                "(0 does not mean 'all': leave the key out)"
+            )
 
 
 def _check_keep_shards(recipe: Recipe) -> None:

@@ -12,6 +12,7 @@ import datasets
 import evaluate
 import torch
 
+from sidrec.modeling.input_checks import check_count, check_ranked_list, is_exact_int
 from sidrec.training.metrics import ranking_metrics
 
 _DESCRIPTION = """
@@ -23,9 +24,9 @@ Users whose item is not ranked count as misses.
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions (`list` of `list` of `int`): per user, item indices best first. Lists may be
-        shorter than the largest cut-off only if padded with -1 (empty slot); ragged lists are
-        padded with -1 here.
+    predictions (`list` of `list` of `int`): per user, item indices best first, each item at most
+        once (a list that repeats an item is refused: it would count one hit several times). Lists
+        may be shorter than the largest cut-off: ragged lists are padded with -1 (empty slot) here.
     references (`list` of `int`): per user, the held-out item index.
     ks (`tuple` of `int`, defaults to (5, 10, 20)): cut-offs, each at most the list length.
     num_items (`int`, optional): catalogue size; when given, `coverage@k` is reported.
@@ -67,6 +68,24 @@ class SidRanking(evaluate.Metric):
             ),
         )
 
+    # ``evaluate`` casts inputs to the features' int64 before ``_compute`` sees them (1.5 would become 1), so
+    # every way in checks the raw values first.
+    def compute(self, *, predictions=None, references=None, **kwargs):
+        """``evaluate.Metric.compute`` after checking the raw predictions and references (see ``_check_inputs``)."""
+        if predictions is not None or references is not None:
+            _check_inputs(predictions, references)
+        return super().compute(predictions=predictions, references=references, **kwargs)
+
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """``evaluate.Metric.add_batch`` after checking the raw values."""
+        _check_inputs(predictions, references)
+        return super().add_batch(predictions=predictions, references=references, **kwargs)
+
+    def add(self, *, prediction=None, reference=None, **kwargs):
+        """``evaluate.Metric.add`` after checking the raw values."""
+        _check_inputs([prediction], [reference])
+        return super().add(prediction=prediction, reference=reference, **kwargs)
+
     def _compute(
         self,
         predictions: list[list[int]],
@@ -74,9 +93,27 @@ class SidRanking(evaluate.Metric):
         ks: tuple[int, ...] | list[int] = (5, 10, 20),
         num_items: int | None = None,
     ) -> dict[str, float]:
-        width = max((len(row) for row in predictions), default=0)
-        ranked = torch.full((len(predictions), width), -1, dtype=torch.long)
-        for user, row in enumerate(predictions):  # pad ragged lists with empty slots (-1)
+        rows = _check_inputs(predictions, references)
+        ks = tuple(check_count(k, "each cut-off in ks", "items") for k in ks)
+        if num_items is not None:
+            num_items = check_count(num_items, "num_items", "items")
+        width = max(max(len(row) for row in rows), 1)
+        ranked = torch.full((len(rows), width), -1, dtype=torch.long)
+        for user, row in enumerate(rows):  # pad ragged lists with empty slots (-1)
             ranked[user, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-        targets = torch.as_tensor(references, dtype=torch.long)
-        return ranking_metrics(ranked, targets, tuple(int(k) for k in ks), num_items=num_items)
+        targets = torch.as_tensor([int(reference) for reference in references], dtype=torch.long)
+        return ranking_metrics(ranked, targets, ks, num_items=num_items)
+
+
+def _check_inputs(predictions, references) -> list[list[int]]:
+    """Each ranked list as exact integers without repeats, each reference one item index; the lists checked."""
+    if predictions is None or len(predictions) == 0:
+        raise ValueError("no predictions: pass one ranked list of item indices per user")
+    if references is None or len(references) != len(predictions):
+        count = "no" if references is None else len(references)
+        raise ValueError(f"got {len(predictions)} ranked lists and {count} references: pass one reference per user")
+    rows = [check_ranked_list(row, f"predictions[{user}]") for user, row in enumerate(predictions)]
+    for user, reference in enumerate(references):
+        if not is_exact_int(reference) or int(reference) < 0:
+            raise ValueError(f"references[{user}] = {reference!r}: a reference is one item index (an int >= 0)")
+    return rows

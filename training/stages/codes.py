@@ -70,21 +70,25 @@ def build_codes(
     balance = {}
     if regularizer is not None and recipe.letter.sinkhorn_epsilon > 0:
         balance = {"sinkhorn_epsilon": recipe.letter.sinkhorn_epsilon, "sinkhorn_levels": [-1]}
-    config = SemanticIDQuantizerConfig(
-        input_dim=embeddings.size(1),
-        **{name: getattr(q, name) for name in QUANTIZER_ARCHITECTURE_KEYS},
-        **balance,
-    )
+    elif q.balance_last_level:
+        balance = {"sinkhorn_epsilon": 0.003, "sinkhorn_levels": [-1]}
+    architecture = {name: getattr(q, name) for name in QUANTIZER_ARCHITECTURE_KEYS}
+    rq_kmeans = q.method == "rq_kmeans"
+    if rq_kmeans:  # the codebooks live in the embedding space itself
+        architecture.update(hidden_dims=[], latent_dim=embeddings.size(1), encoder_type="identity")
+    config = SemanticIDQuantizerConfig(input_dim=embeddings.size(1), **architecture, **balance)
     return fit_quantizer(
         embeddings,
         config,
-        epochs=q.epochs,
+        epochs=0 if rq_kmeans else q.epochs,
         batch_size=q.batch_size,
         learning_rate=q.learning_rate,
         kmeans_init=q.kmeans_init,
         seed=recipe.seed,
         regularizer=regularizer,
         fit_sample=q.fit_sample,
+        restart_dead_codes=q.restart_dead_codes,
+        kmeans_iterations=q.kmeans_iterations,
     )
 
 
@@ -104,8 +108,8 @@ def codes_from_run(recipe: Recipe, data: SequentialData) -> QuantizerFit:
     return QuantizerFit(quantizer=saved.quantizer, codes=codes, stats=stats)
 
 
-def build_tokenizer(recipe: Recipe, fit: QuantizerFit) -> SemanticIDTokenizer:
-    """The tokenizer over the fitted codes, carrying the quantizer that produced them."""
+def build_tokenizer(recipe: Recipe, fit: QuantizerFit, data: SequentialData | None = None) -> SemanticIDTokenizer:
+    """The tokenizer over the fitted codes, carrying the quantizer that produced them and the raw item ids."""
     return SemanticIDTokenizer(
         item_codes=fit.codes,
         quantizer=fit.quantizer,
@@ -113,4 +117,6 @@ def build_tokenizer(recipe: Recipe, fit: QuantizerFit) -> SemanticIDTokenizer:
         codebook_size=recipe.quantizer.codebook_size,
         num_user_buckets=recipe.model.num_user_buckets,
         max_history=recipe.data.max_history,
+        item_ids=data.item_ids if data is not None else None,
+        item_titles=data.item_titles if data is not None else None,
     )

@@ -49,6 +49,7 @@ def training_arguments(recipe: Recipe, output_dir: Path, overrides: dict[str, An
         data_seed=recipe.seed,
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
+        bf16=t.precision == "bf16",
     )
     values.update(overrides or {})
     return TrainingArguments(**values)

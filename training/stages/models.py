@@ -48,6 +48,7 @@ def build_recommender(recipe: Recipe, data: SequentialData, say=print) -> BuiltM
     ``dmrec.enabled``: DMRec-T5; ``joint.enabled`` (DIGER): the joint model that holds the quantizer, with
     its learning rates and callbacks.
     """
+    check_codebook_fits(recipe, data.num_items)
     if recipe.quantizer.codes_from:  # a saved run's codes: nothing to quantise, text only for DMRec's meta-network
         text = embed_catalogue(recipe, data) if recipe.dmrec.enabled else None
         fit, embeddings = codes_from_run(recipe, data), None
@@ -59,7 +60,7 @@ def build_recommender(recipe: Recipe, data: SequentialData, say=print) -> BuiltM
         embeddings = combine_embeddings(text, collaborative, recipe.embeddings.source)  # what the RQ-VAE quantises
         fit = build_codes(recipe, embeddings, letter_regularizer(recipe, collaborative))
         say(fit.summary())
-    tokenizer = build_tokenizer(recipe, fit)
+    tokenizer = build_tokenizer(recipe, fit, data)
     set_seed(recipe.seed)
     config = SIDT5Config(
         num_code_levels=fit.codes.size(1),
@@ -73,6 +74,30 @@ def build_recommender(recipe: Recipe, data: SequentialData, say=print) -> BuiltM
         model, learning_rates, callbacks = build_joint_model(recipe, config, fit, embeddings, tokenizer, learning_rates)
         return BuiltModel(model, tokenizer, fit.stats, learning_rates, callbacks)
     return BuiltModel(SIDT5ForConditionalGeneration(config), tokenizer, fit.stats, learning_rates)
+
+
+def check_codebook_fits(recipe: Recipe, num_items: int) -> None:
+    """Refuse, before any embedding work, a codebook with more codes than there are items to place them on.
+
+    k-means initialises each level's codes on the items (or the ``fit_sample`` items); with fewer items than
+    codes it cannot, and with barely more most codes stay empty. The suggestion keeps about four items a code.
+    """
+    q = recipe.quantizer
+    if q.codes_from:
+        return
+    fitted = min(num_items, q.fit_sample or num_items)
+    if q.codebook_size > fitted:
+        suggestion = max(2, 2 ** max(1, (fitted // 4).bit_length() - 1))
+        where = (
+            f"the {fitted:,} items the RQ-VAE is fitted on (quantizer.fit_sample)"
+            if fitted < num_items
+            else (f"this catalogue of {num_items:,} items")
+        )
+        raise RecipeError(
+            f"quantizer.codebook_size={q.codebook_size} is larger than {where}: k-means cannot give every code an "
+            f"item. Set quantizer.codebook_size to at most {fitted} (e.g. quantizer.codebook_size={suggestion}, "
+            "about four items a code; docs/data.md, 'Small catalogues')"
+        )
 
 
 def load_for_finetuning(recipe: Recipe, data: SequentialData, say=print) -> BuiltModel:
