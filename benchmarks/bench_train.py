@@ -9,7 +9,7 @@ precisions.
 
     python benchmarks/bench_train.py [--size tiger|demo] [--batch-size 256] [--history 20] [--precision bf16]
 
-``--real RECIPE``: the real training path. The recipe's data, codes (a one-epoch quantizer fit: the
+``--real RECIPE``: the real training path. The recipe's data, codes (RQ-KMeans, fitted in seconds: the
 codes' values do not change a step's cost), model, collator, length-grouped sampler and ``SIDTrainer``,
 trained ``--warmup + --steps`` steps with evaluation and saving off, once per variant of ``VARIANTS``
 (recipe overrides), the variants alternated for ``--rounds`` rounds in one process so that both see
@@ -41,8 +41,8 @@ SIZES = {
 
 # The real-path variants: today's defaults against the new ones (recipe overrides over the recipe itself).
 VARIANTS: dict[str, list[str]] = {
-    "today": ["training.precision=fp32"],
-    "new": ["training.precision=bf16"],
+    "today": ["training.precision=fp32", "model.attn_implementation=sdpa"],
+    "new": ["training.precision=bf16", "model.attn_implementation=eager"],
 }
 
 
@@ -110,7 +110,7 @@ def real_rate(recipe_path: str, overrides: list[str], warmup: int, steps: int, w
     from sidrec.training.stages.models import build_recommender
     from sidrec.training.trainer import SIDTrainer
 
-    recipe = load_recipe(recipe_path, ["quantizer.epochs=1", *overrides])
+    recipe = load_recipe(recipe_path, ["quantizer.method=rq_kmeans", *overrides])
     data = load_sequential_data(recipe.data, verbose=False)
     built = build_recommender(recipe, data, say=lambda *_: None)
     clock = _StepClock(warmup)
@@ -143,14 +143,29 @@ def real_rate(recipe_path: str, overrides: list[str], warmup: int, steps: int, w
 def real(args) -> dict:
     import tempfile
 
-    rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    variants = VARIANTS
+    if args.variant:
+        variants = {}
+        for text in args.variant:
+            name, _, overrides = text.partition("=")
+            variants[name] = [item for item in overrides.split(",") if item]
+    rates: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as workdir:
         for round_ in range(args.rounds):
-            for name, overrides in VARIANTS.items():
+            for name, overrides in variants.items():
                 rate = real_rate(args.real, overrides, args.warmup, args.steps, Path(workdir))
                 rates[name].append(round(rate, 1))
                 print(f"round {round_ + 1} {name}: {rate:.1f} examples/s", flush=True)
-    today, new = statistics.median(rates["today"]), statistics.median(rates["new"])
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    if set(variants) != {"today", "new"}:
+        return {
+            "recipe": args.real,
+            "machine": _machine(),
+            "variants": variants,
+            "examples_per_s": rates,
+            "median_examples_per_s": medians,
+        }
+    today, new = medians["today"], medians["new"]
     return {
         "recipe": args.real,
         "machine": _machine(),
@@ -158,7 +173,7 @@ def real(args) -> dict:
         "steps": args.steps,
         "warmup": args.warmup,
         "rounds": args.rounds,
-        "variants": VARIANTS,
+        "variants": variants,
         "examples_per_s": rates,
         "today_examples_per_s": today,
         "new_examples_per_s": new,
@@ -181,6 +196,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real", default=None, help="a recipe: time its real training path (today vs new)")
     parser.add_argument("--rounds", type=int, default=2, help="with --real: alternations of the variants")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=None,
+        help="with --real: NAME=override,override (repeatable) in place of today/new, to probe options",
+    )
     parser.add_argument("--size", choices=sorted(SIZES), default="tiger")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--history", type=int, default=20, help="items per history (4 tokens each + 1)")

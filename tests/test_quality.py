@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from sidrec.training.metrics import ranking_metrics
 
@@ -439,3 +440,20 @@ def test_every_run_id_names_one_recipe_and_one_set_of_overrides_across_all_grids
         for run in runs:
             key = (run.dataset, quality.run_id(run, 42, "demo"))
             assert seen.setdefault(key, (run.recipe, run.overrides)) == (run.recipe, run.overrides), key
+
+
+@pytest.mark.parametrize(
+    "quantizer, expected",
+    [
+        ({"epochs": 300}, "rqvae-300"),
+        ({"epochs": 500, "restart_dead_codes": True, "balance_last_level": True}, "rqvae-500+restarts+sinkhorn-last"),
+        ({"method": "rq_kmeans", "epochs": 300}, "rq-kmeans"),
+        ({"codes_from": "runs/x/model"}, "codes-from-run"),
+    ],
+)
+def test_every_row_names_its_code_fit(tmp_path, quantizer, expected):
+    """Rows on different code fits are told apart: each carries the label of the fit its run's recipe made."""
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({"name": "r", "quantizer": quantizer}))
+    assert quality.code_fit(tmp_path) == expected
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({"name": "r", "sasrec": {"enabled": True}}))
+    assert quality.code_fit(tmp_path) is None

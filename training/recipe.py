@@ -30,6 +30,7 @@ from .methods.sasrec import SASRecRecipe
 TASKS = ("sequential", "collaborative")
 QUANTIZER_METHODS = ("rqvae", "rq_kmeans")
 PRECISIONS = ("fp32", "bf16")
+ATTENTION_KERNELS = ("sdpa", "eager")
 
 
 @dataclass
@@ -91,6 +92,10 @@ class ModelRecipe:
     num_heads: int = 6
     dropout_rate: float = 0.1
     num_user_buckets: int = 0
+    # transformers' attention kernel for training: "sdpa" (its default) or "eager". On these CPUs eager trains a
+    # TIGER-size T5 1.2-1.6x faster (T5's position bias is a float mask, which sends SDPA to its slow math path;
+    # benchmarks/results/train_speed_cpu.json). Not saved with the model: loading picks transformers' default.
+    attn_implementation: str = "sdpa"
 
 
 @dataclass
@@ -115,6 +120,9 @@ class TrainingRecipe:
     # fp32, or bf16 autocast (TrainingArguments' bf16; on CPUs with AVX-512 BF16 or AMX a TIGER-size step
     # runs about twice as fast; benchmarks/results/train_speed_cpu.json). Weights and optimizer stay fp32.
     precision: str = "fp32"
+    # torch.compile the training step (TrainingArguments' torch_compile; needs a C++ compiler on CPU). Its compile
+    # time is paid once per run and per new batch shape; benchmarks/bench_train.py --real measures the trade.
+    torch_compile: bool = False
 
 
 @dataclass
@@ -325,6 +333,10 @@ def check_recipe(recipe: Recipe) -> None:
     if finetune.peft is not None:
         peft_config(finetune.peft)  # a bad method or option fails here, not after loading the data
     generative = recipe.task == "sequential" and not recipe.sasrec.enabled
+    if recipe.model.attn_implementation not in ATTENTION_KERNELS:
+        raise RecipeError(
+            f"model.attn_implementation must be one of {ATTENTION_KERNELS}, got {recipe.model.attn_implementation!r}"
+        )
     if recipe.training.precision not in PRECISIONS:
         raise RecipeError(f"training.precision must be one of {PRECISIONS}, got {recipe.training.precision!r}")
     e = recipe.evaluation

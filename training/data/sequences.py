@@ -580,6 +580,14 @@ def _item_metadata(raw: RawData, config: DataConfig, item_ids: np.ndarray) -> tu
     table = items[columns].assign(_key=_id_strings(items[key]).to_numpy()).drop_duplicates("_key").set_index("_key")
     present = table.index.get_indexer(item_ids) >= 0  # (``Index.isin`` on strings: 15x slower at 1M items)
     missing = int((~present).sum())
+    if missing > len(item_ids) // 2:  # not a few items without metadata: the two files spell ids differently
+        examples = ", ".join(repr(str(i)) for i in np.asarray(item_ids)[~present][:3])
+        theirs = ", ".join(repr(str(i)) for i in table.index[:3])
+        raise DataFormatError(
+            f"{missing:,} of {len(item_ids):,} items of the interactions have no row in {name}: the interactions "
+            f"name items like {examples}, the item table like {theirs}. Ids are matched as exact strings (3.0, "
+            "0003 and ' 3' are not 3): write the item id column the same way in both files"
+        )
     if missing:
         examples = ", ".join(map(str, np.asarray(item_ids)[~present][:5]))
         warnings.warn(
@@ -595,4 +603,10 @@ def _item_metadata(raw: RawData, config: DataConfig, item_ids: np.ndarray) -> tu
         field_texts = {name: _field_text(name, record.get(name)) for name in names}
         texts.append(_item_text(field_texts, fields))
         titles.append(field_texts["title"])
+    if texts and not any(texts):
+        warnings.warn(
+            f"every item's text is empty: the columns {', '.join(fields)} of {name} hold no values. Text codes "
+            "(TIGER and the methods over it) need item text; point data.text_fields at the columns that have it",
+            stacklevel=3,
+        )
     return texts, titles

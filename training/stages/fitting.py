@@ -50,6 +50,7 @@ def training_arguments(recipe: Recipe, output_dir: Path, overrides: dict[str, An
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
         bf16=t.precision == "bf16",
+        torch_compile=t.torch_compile,
     )
     values.update(overrides or {})
     return TrainingArguments(**values)

@@ -49,6 +49,7 @@ def build_recommender(recipe: Recipe, data: SequentialData, say=print) -> BuiltM
     its learning rates and callbacks.
     """
     check_codebook_fits(recipe, data.num_items)
+    check_item_texts(recipe, data)
     if recipe.quantizer.codes_from:  # a saved run's codes: nothing to quantise, text only for DMRec's meta-network
         text = embed_catalogue(recipe, data) if recipe.dmrec.enabled else None
         fit, embeddings = codes_from_run(recipe, data), None
@@ -100,6 +101,24 @@ def check_codebook_fits(recipe: Recipe, num_items: int) -> None:
         )
 
 
+def check_item_texts(recipe: Recipe, data: SequentialData) -> None:
+    """Text codes need text: refuse a catalogue most of whose items have none, before embedding it.
+
+    Items with the same (empty) text get the same embedding and so one semantic ID each level down; the fit
+    would end in a collision error that points at the codebook, not at the data.
+    """
+    if recipe.quantizer.codes_from or recipe.embeddings.source == "collaborative":
+        return
+    empty = sum(1 for text in data.item_texts if not text)
+    if empty > len(data.item_texts) // 2:
+        raise RecipeError(
+            f"{empty:,} of {len(data.item_texts):,} items have no text in data.text_fields "
+            f"({', '.join(recipe.data.text_fields)}): their embeddings would be identical and their semantic IDs "
+            "collide. Point data.text_fields at the item table's text columns (docs/data.md, 'Your own data'), or "
+            "use collaborative codes (embeddings.source: collaborative)"
+        )
+
+
 def load_for_finetuning(recipe: Recipe, data: SequentialData, say=print) -> BuiltModel:
     """The saved model named by ``finetune.from_model``, its tokenizer and its codes' statistics.
 
@@ -112,7 +131,8 @@ def load_for_finetuning(recipe: Recipe, data: SequentialData, say=print) -> Buil
     ):
         raise RecipeError("objective `dmrec` needs a DMRec-T5 base model; finetune.from_model is not one")
     for name in dataclasses.asdict(recipe.model):
-        setattr(recipe.model, name, getattr(model.config, name))
+        if name != "attn_implementation":  # a training setting, not a saved shape
+            setattr(recipe.model, name, getattr(model.config, name))
     recipe.quantizer.num_levels = tokenizer.num_levels - 1  # the saved codes end with the collision level
     recipe.quantizer.codebook_size = tokenizer.codebook_size
     say(f"Fine-tuning {recipe.finetune.from_model} ({type(model).__name__}, {tokenizer.num_items:,} items)")
