@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from dataclasses import dataclass
@@ -14,10 +15,19 @@ from .modeling.input_checks import check_count, empty_history_message, is_exact_
 from .training.data.item_table import ITEMS_FILE, USERS_FILE, read_item_table, read_user_table
 from .training.errors import ModelDirectoryError
 
+ITEM_RANKERS = ("sasrec",)  # model types that score item ids directly (no semantic-ID tokenizer)
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer_config.json", "item_codes.safetensors")
 _RESAVE = "copy the whole model directory of one run again (or re-run it)"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _model_type(directory: Path) -> str | None:
+    """``model_type`` of a saved config.json (None when it cannot be read: loading then says what is wrong)."""
+    try:
+        return json.loads((directory / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def resolve_model_directory(name: str | Path, revision: str | None = None) -> Path:
@@ -90,7 +100,10 @@ class Recommender:
                 f"{directory} is not a saved sidrec model (no config.json); pass the run's model directory, "
                 "e.g. runs/demo/model"
             )
-        missing = [name for name in TOKENIZER_FILES if not (directory / name).exists()]
+        ranks_items = _model_type(directory) in ITEM_RANKERS  # SASRec: scores item ids directly, no tokenizer
+        missing = [name for name in TOKENIZER_FILES if not ranks_items and not (directory / name).exists()]
+        if ranks_items and not (directory / ITEMS_FILE).exists():
+            missing.append(ITEMS_FILE)
         if not any((directory / name).exists() for name in WEIGHTS_FILES):
             missing.insert(0, WEIGHTS_FILES[0])
         if missing:
@@ -112,6 +125,14 @@ class Recommender:
                 f"codebook_size or num_code_levels differs from the saved tensors): config.json was edited or comes "
                 f"from another run; {_RESAVE}"
             ) from error
+        if ranks_items:
+            item_ids, titles = read_item_table(directory)
+            if len(item_ids) != model.config.num_items:
+                raise ModelDirectoryError(
+                    f"{directory / ITEMS_FILE} lists {len(item_ids)} items but the model scores "
+                    f"{model.config.num_items} (config.json: num_items): {_RESAVE}"
+                )
+            return cls(model.eval(), None, item_ids, titles)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(directory))
         except ValueError as error:
@@ -166,6 +187,11 @@ class Recommender:
     @property
     def uses_user_token(self) -> bool:
         return bool(getattr(self.tokenizer, "num_user_buckets", 0))
+
+    @property
+    def ranks_items(self) -> bool:
+        """Whether the model scores item ids itself (SASRec), rather than decoding semantic IDs by beam search."""
+        return self.tokenizer is None
 
     def to_indices(self, history: list[str | int], row: int = 0) -> list[int]:
         """Item indices of one history of raw ids (``row``: its place in a batch, for the messages)."""
@@ -249,6 +275,15 @@ class Recommender:
             )
         indices = [self.to_indices(history, row) for row, history in enumerate(histories)]
         user_indices = self.to_user_indices(users, len(histories))
+        if self.ranks_items:  # full ranking over the catalogue: no beams, the history excluded by the model itself
+            if num_beams is not None:
+                raise ValueError(
+                    "num_beams sets beam search; this model (SASRec) ranks the whole catalogue: leave it out"
+                )
+            result = self.model.recommend(
+                indices, top_k=min(top_k, len(self.item_ids)), exclude_history=exclude_history
+            )
+            return self._rows(result, indices, exclude_history=False, top_k=top_k)
         num_beams = num_beams or self.model.generation_config.num_beams
         if top_k > num_beams:  # with exclude_history too: the list would silently come back short
             raise ValueError(
@@ -257,6 +292,10 @@ class Recommender:
             )
         wanted = num_beams if exclude_history else top_k
         result = self.model.recommend(indices, self.tokenizer, top_k=wanted, num_beams=num_beams, users=user_indices)
+        return self._rows(result, indices, exclude_history, top_k)
+
+    def _rows(self, result, indices: list[list[int]], exclude_history: bool, top_k: int) -> list[list[Recommendation]]:
+        """Recommendation rows per history from a model's ranked indices and scores (history items dropped if asked)."""
         lists = []
         for row, history in enumerate(indices):
             seen = set(history) if exclude_history else set()

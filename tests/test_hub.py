@@ -268,3 +268,20 @@ def test_trainer_push_to_hub_uploads_a_loadable_recommender(
     model = AutoModel.from_pretrained(repo_id, cache_dir=tmp_path / "cache")
     loaded_tokenizer = AutoTokenizer.from_pretrained(repo_id, cache_dir=tmp_path / "cache")
     assert_same_recommender(model, loaded_tokenizer, tiny_model, tokenizer, histories, expected)
+
+
+@pytest.mark.slow
+def test_load_recommender_and_the_cli_take_a_hub_id(pushed_run, histories, expected, capsys):
+    """`sidrec recommend user/repo` and load_recommender("user/repo") said "no config.json"; from_pretrained took it."""
+    from sidrec.cli import main
+
+    repo_id, _, _, _ = pushed_run
+    recommender = load_recommender(repo_id)
+    raw = [recommender.item_ids[i] for i in histories[0]]
+    rows = recommender.recommend(raw, top_k=10)
+    assert [recommender.index_of[row.item_id] for row in rows] == expected.items[0].tolist()
+    assert main(["recommend", repo_id, "--history", *raw, "--top-k", "3"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in printed] == [row.item_id for row in rows[:3]]
+    with pytest.raises(FileNotFoundError, match="neither a local folder nor a Hub model repository"):
+        load_recommender(f"{repo_id}-that-does-not-exist")

@@ -188,3 +188,24 @@ def test_the_card_template_keeps_a_blank_line_between_the_data_table_and_the_spl
     after = text[table_end:]
     assert after.split("\n", 1)[1].startswith("\n")  # a blank line right after the table's last row
     assert "{%- if data.drop_last" not in text
+
+
+def test_the_cli_and_recommender_serve_a_sasrec_run(sasrec_run, capsys):
+    """`sidrec recommend` on a SASRec run said its directory was incomplete; it is served like the others."""
+    from sidrec import load_recommender
+    from sidrec.cli import main
+
+    out, _ = sasrec_run
+    recommender = load_recommender(out / "model")
+    assert recommender.ranks_items
+    raw = recommender.item_ids[:3]
+    rows = recommender.recommend(raw, top_k=5)
+    direct = recommender.model.recommend([[0, 1, 2]], top_k=5)
+    assert [recommender.index_of[row.item_id] for row in rows] == direct.items[0].tolist()
+    assert [row.score for row in rows] == pytest.approx(direct.scores[0].tolist())
+    excluded = recommender.recommend(raw, top_k=5, exclude_history=True)
+    assert len(excluded) == 5 and not {row.item_id for row in excluded} & set(raw)  # full ranking: still 5 items
+    assert main(["recommend", str(out / "model"), "--history", *raw, "--top-k", "5"]) == 0
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == [row.item_id for row in rows]
+    with pytest.raises(ValueError, match="ranks the whole catalogue"):
+        recommender.recommend(raw, num_beams=10)
