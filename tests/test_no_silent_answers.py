@@ -21,7 +21,6 @@ from sidrec import SemanticIDTokenizer
 from sidrec.modeling.input_checks import check_histories, check_ranked_list
 from sidrec.training.data import DataConfig, DataFormatError, load_sequential_data
 from sidrec.training.errors import RecipeError
-from sidrec.training.metrics import ranking_metrics
 from sidrec.training.recipe import load_recipe
 from sidrec.training.stages.models import check_codebook_fits, check_item_texts
 
@@ -184,7 +183,7 @@ def test_items_without_text_are_refused_for_text_codes(tmp_path):
 def test_the_card_template_keeps_a_blank_line_between_the_data_table_and_the_split():
     """'{%- if data.drop_last %}' ate the blank line: GFM then read 'Split: ...' as a row of the data table."""
     text = (ROOT / "model_cards" / "template.md").read_text()
-    table_end = text.index("{{ \"{:,}\".format(test_examples) }} |")
+    table_end = text.index('{{ "{:,}".format(test_examples) }} |')
     after = text[table_end:]
     assert after.split("\n", 1)[1].startswith("\n")  # a blank line right after the table's last row
     assert "{%- if data.drop_last" not in text
