@@ -51,7 +51,8 @@ if [ "$DRY" = 1 ]; then
 else
   DEVICE=cuda USERS=512 ITEMS=12101 STEPS=30 SIZES="demo tiger" HISTORIES="20" BATCHES="1 256"
   TRAIN_BATCHES="256 1024" LIMIT=60 QUALITY_LIMIT="${QUALITY_LIMIT:-420}" RUNS_DIR="${RUNS_DIR:-runs/gpu-suite-runs}"
-  LANES=(  # what issue 18 still misses; its Scientific rows and the DIGER and Mult-VAE rows landed on CPU
+  LANES=(  # issue 34's code-fit ranking first, then what issue 18 still misses
+    "scientific-code-fits|scientific-code-fits --seeds 42 --budget converged"
     "beauty-tiger-cf|beauty-collaborative --recipes beauty-tiger-cf-cpu --seeds 42 43 44 --budget converged"
     "beauty-tiger-cf-soda|beauty-collaborative --recipes beauty-tiger-cf-soda-cpu --seeds 42 43 44 --budget converged"
     "beauty-tiger|beauty-floor --recipes beauty-tiger-cpu --seeds 43 44 --budget converged"

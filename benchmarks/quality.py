@@ -65,6 +65,7 @@ BUDGETS = {
     "paper": [],
 }
 KS = (5, 10, 20)
+BASELINE_PAIR = ("tiger", "sasrec")  # what every front-page row is compared with
 TABLE_METRICS = [f"{name}@{k}" for name in ("recall", "ndcg") for k in KS]
 
 
@@ -99,6 +100,9 @@ def _ablation(name: str, variant: str, *overrides: str) -> GridRun:
     return GridRun(f"configs/scientific-{name}.yaml", "scientific", tuple(overrides), variant)
 
 
+RESTARTS_SINKHORN = ("quantizer.restart_dead_codes=true", "quantizer.balance_last_level=true")
+# bf16 autocast and eager attention: the CPU-speed training settings of the paper-size reproduction.
+FAST_TRAINING = ("training.precision=bf16", "model.attn_implementation=eager")
 # Ranking without the user's own items, as some published SASRec numbers do (none is ever a test target here).
 EXCLUDE_HISTORY = ("evaluation.exclude_history=true",)
 NEAREST_CODES = ("joint.sinkhorn_epsilon=0", "joint.logits=calibrated")  # DIGER's best setting here (docs/diger.md)
@@ -154,6 +158,9 @@ GRIDS: dict[str, list[GridRun]] = {
         # The same TIGER runs again, to be trained on another machine than the first ones: the demo budget
         # showed the machine alone moving seed 42 by 12% (0.0473 AMD EPYC, 0.0528 Intel Xeon).
         GridRun("configs/scientific-tiger-demo.yaml", "scientific", (), "rerun"),
+        # The training speed settings (bf16 autocast, eager attention) against the fp32 rows of the same machine:
+        # the same quality within seed noise, or the speed-up is not free.
+        GridRun("configs/scientific-tiger-demo.yaml", "scientific", FAST_TRAINING, "bf16-eager"),
         GridRun("configs/scientific-sasrec.yaml", "scientific", EXCLUDE_HISTORY, "exclude-history"),
     ],
     "scientific-methods": [
@@ -235,6 +242,13 @@ GRIDS: dict[str, list[GridRun]] = {
         GridRun("configs/beauty-diger-reference-frqud-cpu.yaml", "beauty", NEAREST_CODES, "nearest-codes")
     ],
     # tiger-cf and SODA over it: Scientific's best collaborative row and its best row over all.
+    # Which code fit TIGER ranks best with (issue 34): one seed each at the converged budget to rank the options
+    # on validation NDCG@10, then three seeds for the chosen default. The plain fit is scientific-floor's tiger.
+    "scientific-code-fits": [
+        _ablation("tiger-demo", "restarts", "quantizer.restart_dead_codes=true"),
+        _ablation("tiger-demo", "restarts+sinkhorn-last", *RESTARTS_SINKHORN),
+        _ablation("tiger-demo", "rq-kmeans", "quantizer.method=rq_kmeans", "quantizer.kmeans_iterations=50"),
+    ],
     # TIGER reproduced on the TIGER benchmark: the paper's recommender, trained on CPU to its stopping rule.
     "beauty-reproduction": [_beauty("tiger")],
     "beauty-collaborative": [
@@ -575,6 +589,41 @@ def render_table(
     return "\n".join(lines) + "\n\n" + machines_line(chosen)
 
 
+def render_headline_table(rows: list[dict], dataset: str, budget: str, labels: list[str], results_dir: Path) -> str:
+    """A front-page table: the named rows in the order given, Recall/NDCG@10 and their change against TIGER
+    and SASRec (with the paired p-value in the same cell), in at most 8 columns.
+
+    ``labels`` are exact row labels (``tiger``, ``tiger-cf+soda``, ``tiger [bf16-eager]``); a label with no
+    runs at ``budget`` is left out, so a table can name a row before it lands.
+    """
+    chosen = [r for r in rows if r["budget"] == budget and r.get("protocol", "leave-one-out") == "leave-one-out"]
+    methods = _by_method(chosen)
+    shown = [label for label in labels if label in methods]
+    if not shown:
+        return f"_No {budget}-budget runs of {', '.join(labels)} in `benchmarks/results/{dataset}.jsonl` yet._"
+    per_user = {label: _mean_per_user(methods[label], dataset, results_dir) for label in {*shown, *BASELINE_PAIR}}
+    header = ["method", "seeds", "R@10", "N@10"]
+    header += [f"{short} vs {name}" for name in BASELINE_PAIR for short in ("R@10", "N@10")]
+    lines = ["| " + " | ".join(header) + " |", "| --- | --- |" + " ---: |" * (len(header) - 2)]
+    for label in shown:
+        runs = methods[label]
+        cells = [_mean_std([r["metrics"][f"test/{metric}@10"] for r in runs]) for metric in ("recall", "ndcg")]
+        for name in BASELINE_PAIR:
+            baseline = methods.get(name, [])
+            for metric in COMPARED_METRICS:
+                if not baseline or label == name:
+                    cells.append("")
+                    continue
+                change = f"{100 * (_mean_metric(runs, metric) / _mean_metric(baseline, metric) - 1):+.1f}%"
+                users, reference = per_user.get(label), per_user.get(name)
+                if users is not None and reference is not None and len(users[metric]) == len(reference[metric]):
+                    change += f" (p {_p(paired_randomization_test(users[metric], reference[metric]))})"
+                cells.append(change)
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        lines.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + machines_line([r for label in shown for r in methods[label]])
+
+
 def machines_line(rows: list[dict]) -> str:
     """Which machines the table's runs ran on, with how many runs each (float results differ between CPUs)."""
     counts: dict[str, int] = {}
@@ -694,6 +743,8 @@ def render_readme(text: str, results_dir: Path = RESULTS) -> str:
             prefixes = tuple(rest[1].split(","))
             rows = [row for row in rows if row["method"].startswith(prefixes)]
         protocol = rest[0] if rest else "leave-one-out"
+        if protocol == "headline":  # exact labels, in order: ``results:beauty:converged:headline:tiger,sasrec``
+            return render_headline_table(everything, dataset, budget, rest[1].split(","), results_dir)
         if protocol == "validation":  # a choice made on validation, beside TIGER at the same budget
             return render_selection_table(rows, budget, [r for r in everything if r["method"] == "tiger"])
         if protocol == "codes":

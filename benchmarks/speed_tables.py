@@ -8,6 +8,7 @@ tables, no speed number on a page is typed by hand (``tests/test_quality.py`` ch
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 
@@ -68,11 +69,60 @@ def pipeline_table(results: list[dict]) -> str:
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
+def code_fits_table(result: dict) -> str:
+    """One row per code-fit option: each level's usage (perplexity), collisions, the largest group, fit time."""
+    options = [name for name, value in result.items() if isinstance(value, dict) and "stats" in value]
+    levels = sorted({key.split("/")[0] for name in options for key in result[name]["stats"] if key.startswith("level")})
+    lines = [
+        "| fit | "
+        + " | ".join(f"{level} usage (ppl)" for level in levels)
+        + " | collisions | largest group | seconds |",
+        "| --- |" + " ---: |" * (len(levels) + 3),
+    ]
+    for name in options:
+        stats = result[name]["stats"]
+        usage = [f"{stats[f'{level}/usage']:.0%} ({stats[f'{level}/perplexity']:.0f})" for level in levels]
+        lines.append(
+            f"| {name} | " + " | ".join(usage) + f" | {stats['collision_rate']:.1%} | "
+            f"{int(stats['max_items_per_code'])} | {result[name]['seconds']:.0f} |"
+        )
+    lines += [
+        "",
+        f"{result['items']:,} items, `{result['recipe']}` ({result['epochs']} RQ-VAE epochs), {result['machine']}, {result['date']}.",
+    ]
+    return "\n".join(lines)
+
+
+def train_speed_table(result: dict) -> str:
+    """Examples per second of the real training path, today's settings against the new ones, and the ratio."""
+    lines = ["| settings | overrides | examples/s (each round) | median |", "| --- | --- | --- | ---: |"]
+    for name, overrides in result["variants"].items():
+        rates = ", ".join(str(rate) for rate in result["examples_per_s"][name])
+        lines.append(
+            f"| {name} | `{' '.join(overrides)}` | {rates} | {statistics.median(result['examples_per_s'][name])} |"
+        )
+    lines += [
+        "",
+        f"Speed-up new / today: **{result['speedup']}x**. `{result['recipe']}`, {result['steps']} timed steps after "
+        f"{result['warmup']} warm-up steps, {result['rounds']} alternated rounds, {result['threads']} threads, "
+        f"{result['machine']}, {result['date']}.",
+    ]
+    return "\n".join(lines)
+
+
+RENDERERS = {
+    "serving_matrix": lambda data: serving_matrix_table(data["cells"]),
+    "scale_pipeline": pipeline_table,
+    "code_fits": code_fits_table,
+    "train_speed": train_speed_table,
+}
+
+
 def render_speed_table(stem: str, results_dir: Path) -> str:
     """The table of ``results_dir/<stem>.json``, by the kind its name starts with."""
     data = json.loads((results_dir / f"{stem}.json").read_text())
-    if stem.startswith("serving_matrix"):
-        return serving_matrix_table(data["cells"])
-    if stem.startswith("scale_pipeline"):
-        return pipeline_table(data)
-    raise ValueError(f"no table renderer for benchmarks/results/{stem}.json (known: serving_matrix*, scale_pipeline*)")
+    for prefix, render in RENDERERS.items():
+        if stem.startswith(prefix):
+            return render(data)
+    known = ", ".join(f"{prefix}*" for prefix in RENDERERS)
+    raise ValueError(f"no table renderer for benchmarks/results/{stem}.json (known: {known})")

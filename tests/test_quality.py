@@ -457,3 +457,33 @@ def test_every_row_names_its_code_fit(tmp_path, quantizer, expected):
     assert quality.code_fit(tmp_path) == expected
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({"name": "r", "sasrec": {"enabled": True}}))
     assert quality.code_fit(tmp_path) is None
+
+
+def test_headline_table_keeps_the_named_order_in_eight_columns(tmp_path):
+    """The README's tables: exact labels in the order given, R/N@10 and their change against TIGER and SASRec."""
+    rows = [
+        _row("sasrec", 1, 0.30, 0.10, 100, 600),
+        _row("tiger", 1, 0.10, 0.05, 4, 60),
+        _row("tiger", 2, 0.20, 0.07, 6, 120),
+        _row("tiger-cf", 1, 0.15, 0.06, 4, 60),  # a prefix match of "tiger": must not join the tiger row
+    ]
+    for row in rows:
+        row["machine"] = "box A"
+    _write_results(tmp_path, rows)
+    for seed in (1, 2):
+        _ranks(tmp_path, f"tiger/demo/seed{seed}", [0, 50, -1])
+    _ranks(tmp_path, "sasrec/demo/seed1", [3, 9, 1])
+    table = quality.render_headline_table(
+        quality.read_results(tmp_path / "toy.jsonl"), "toy", "demo", ["tiger", "missing", "sasrec"], tmp_path
+    )
+    lines = table.splitlines()
+    assert (
+        lines[0] == "| method | seeds | R@10 | N@10 | R@10 vs tiger | N@10 vs tiger | R@10 vs sasrec | N@10 vs sasrec |"
+    )
+    assert [line.split(" | ")[0] for line in lines[2:4]] == ["| tiger", "| sasrec"]  # the order given, no tiger-cf
+    # TIGER: R@10 0.15 vs 0.30 (-50.0%), N@10 0.06 vs 0.10 (-40.0%); per-user hits (1, 0, 0) vs (1, 1, 1): p = 2/4
+    assert (
+        lines[2] == "| tiger | 1, 2 | 0.1500 ± 0.0707 | 0.0600 ± 0.0141 |  |  | -50.0% (p 0.500) | -40.0% (p 0.750) |"
+    )
+    assert lines[3].startswith("| sasrec | 1 | 0.3000 | 0.1000 | +100.0% (p 0.500) | +66.7% (p 0.750) |")
+    assert lines[-1] == "Runs measured on: box A (3)."
