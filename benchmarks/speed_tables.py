@@ -88,7 +88,8 @@ def code_fits_table(result: dict) -> str:
         )
     lines += [
         "",
-        f"{result['items']:,} items, `{result['recipe']}` ({result['epochs']} RQ-VAE epochs), {result['machine']}, {result['date']}.",
+        f"{result['items']:,} items, `{result['recipe']}` ({result['epochs']} RQ-VAE epochs), {result['machine']}, "
+        f"{result['date']}.",
     ]
     return "\n".join(lines)
 
