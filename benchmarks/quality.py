@@ -601,7 +601,8 @@ def render_headline_table(rows: list[dict], dataset: str, budget: str, labels: l
     shown = [label for label in labels if label in methods]
     if not shown:
         return f"_No {budget}-budget runs of {', '.join(labels)} in `benchmarks/results/{dataset}.jsonl` yet._"
-    per_user = {label: _mean_per_user(methods[label], dataset, results_dir) for label in {*shown, *BASELINE_PAIR}}
+    compared = [label for label in dict.fromkeys([*shown, *BASELINE_PAIR]) if label in methods]
+    per_user = {label: _mean_per_user(methods[label], dataset, results_dir) for label in compared}
     header = ["method", "seeds", "R@10", "N@10"]
     header += [f"{short} vs {name}" for name in BASELINE_PAIR for short in ("R@10", "N@10")]
     lines = ["| " + " | ".join(header) + " |", "| --- | --- |" + " ---: |" * (len(header) - 2)]
