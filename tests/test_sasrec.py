@@ -81,7 +81,7 @@ def test_recommend_ranks_the_whole_catalogue_from_the_last_real_position():
     # item 0 is older than the 4 items the model reads, and is still one the user has
     unseen = model.recommend([[0, 2, 4, 5, 3]], top_k=1, exclude_history=True).items[0].tolist()
     assert unseen == [1]
-    with pytest.raises(ValueError, match="empty history"):
+    with pytest.raises(ValueError, match="History 0 is empty"):  # the words every entry uses
         model.recommend([[]])
 
 
