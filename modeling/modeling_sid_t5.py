@@ -84,9 +84,10 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         """Top-``top_k`` item indices for each history, by trie-constrained beam search.
 
         Every returned item exists in the tokenizer's catalogue and no list repeats an item (each
-        beam ends on a distinct full semantic ID, which is one item). Histories longer than the
-        tokenizer's ``max_history`` keep their most recent items; an empty history or an unknown
-        item raises ``ValueError`` (see ``SemanticIDTokenizer.encode_histories``).
+        beam ends on a distinct full semantic ID, which is one item). A catalogue smaller than
+        ``top_k`` fills the remaining slots with item -1 and score -inf (no item), never with a repeat.
+        Histories longer than the tokenizer's ``max_history`` keep their most recent items; an empty
+        history or an unknown item raises ``ValueError`` (see ``modeling.input_checks``).
 
         Args:
             histories: item indices per user, oldest first.

@@ -545,6 +545,20 @@ ROWS = [
         "a user was given, but this model has no user token",
         "leave the user out",
     ),
+    row(
+        "data-three-interactions-per-user",
+        lambda b: b.data(
+            {
+                "interactions.csv": "user_id,item_id,position\n"
+                + "".join(f"u{u},{i},{i}\n" for u in range(4) for i in range(3))
+            },
+            min_user_interactions=3,
+            min_item_interactions=1,
+        ),
+        DataFormatError,
+        "no training examples",
+        "A user needs 4 interactions to give one training example",
+    ),
     # ----- recipes: load_recipe + check_recipe, as `run` calls them before any work ------------------------
     row(
         "recipe-not-yaml",

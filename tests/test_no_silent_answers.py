@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 
 import evaluate
 import pytest
@@ -21,6 +22,7 @@ from sidrec import SemanticIDTokenizer
 from sidrec.modeling.input_checks import check_histories, check_ranked_list
 from sidrec.training.data import DataConfig, DataFormatError, load_sequential_data
 from sidrec.training.errors import RecipeError
+from sidrec.training.metrics import ranking_metrics
 from sidrec.training.recipe import load_recipe
 from sidrec.training.stages.models import check_codebook_fits, check_item_texts
 
@@ -208,3 +210,37 @@ def test_the_cli_and_recommender_serve_a_sasrec_run(sasrec_run, capsys):
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == [row.item_id for row in rows]
     with pytest.raises(ValueError, match="ranks the whole catalogue"):
         recommender.recommend(raw, num_beams=10)
+
+
+def test_a_catalogue_smaller_than_top_k_leaves_empty_slots_not_repeats(tmp_path, capsys):
+    """Four items, top 10: slots 5-10 are -1 / -inf; the run's printout once showed them as the last item."""
+    from sidrec import SIDT5ForConditionalGeneration
+    from sidrec.training.data import load_sequential_data
+    from sidrec.training.stages.results import show_recommendations
+
+    from .conftest import tiny_config
+
+    codes = torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0]])
+    tokenizer = SemanticIDTokenizer(item_codes=codes, num_levels=4, codebook_size=2)
+    torch.manual_seed(0)
+    model = SIDT5ForConditionalGeneration(tiny_config(tokenizer)).eval()
+    result = model.recommend([[0, 1]], tokenizer, top_k=10, num_beams=10)
+    items = result.items[0].tolist()
+    assert sorted(items[:4]) == [0, 1, 2, 3] and items[4:] == [-1] * 6
+    assert torch.isinf(result.scores[0, 4:]).all() and torch.isfinite(result.scores[0, :4]).all()
+    metrics = ranking_metrics(result.items, torch.tensor([2]), ks=(10,))
+    assert metrics["recall@10"] == 1.0  # empty slots are no item, not a repeat
+
+    folder = tmp_path / "four"
+    folder.mkdir()
+    users = [f"u{u}" for u in range(3)]
+    lines = ["user_id,item_id,position"] + [f"{u},{i},{p}" for u in users for p, i in enumerate(["a", "b", "c", "d"])]
+    (folder / "interactions.csv").write_text("\n".join(lines) + "\n")
+    (folder / "items.jsonl").write_text(
+        "".join(json.dumps({"item_id": i, "title": f"item {i}"}) + "\n" for i in "abcd")
+    )
+    data = load_sequential_data(DataConfig(path=str(folder), min_item_interactions=1, min_user_interactions=4,
+                                           text_fields=["title"]), verbose=False)  # fmt: skip
+    show_recommendations(model, tokenizer, data, 0, top_k=10)
+    shown = [line for line in capsys.readouterr().out.splitlines() if re.match(r"\s*\d+\. \[", line)]
+    assert len(shown) == 4  # the four items, then nothing

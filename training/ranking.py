@@ -117,8 +117,13 @@ def score_rankings(ranked: torch.Tensor, rows: Rows, ks: tuple[int, ...], num_it
     """Recall/NDCG/MRR/HitRate@ks of ``ranked`` against the rows' targets.
 
     Catalogue coverage is reported for item-set evaluation (``num_items`` given there), as DMRec's
-    tables do; the leave-one-out numbers stay the ones every earlier run reported.
+    tables do; the leave-one-out numbers stay the ones every earlier run reported. A ranker can return
+    fewer items than the largest cut-off only when the catalogue holds fewer (four items, k = 10): the
+    missing slots are empty, so Recall@10 is then Recall@4.
     """
+    ranked = torch.as_tensor(ranked)
+    if ranked.dim() == 2 and ranked.size(1) < max(ks):  # a catalogue smaller than the largest cut-off: empty slots
+        ranked = torch.nn.functional.pad(ranked, (0, max(ks) - ranked.size(1)), value=-1)
     return ranking_metrics(ranked, ranking_targets(rows), ks, num_items=num_items if "held_out" in rows else None)
 
 

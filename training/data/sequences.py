@@ -538,6 +538,13 @@ def load_sequential_data(config: DataConfig, verbose: bool = True) -> Sequential
     fmt = detect_format(root, config) if config.format == "auto" else config.format
     raw = READERS[fmt](config, root)
     user_ids, item_ids, flat, lengths = _index_interactions(raw, config, verbose)
+    if int(lengths.max()) <= MIN_SEQUENCE:  # every user: one history item, a validation and a test target
+        raise DataFormatError(
+            f"no training examples: every one of the {len(lengths):,} users has at most {MIN_SEQUENCE} interactions, "
+            "and a user's last two are held out (validation, test) while the first has no history before it. "
+            "A user needs 4 interactions to give one training example: add data, or set "
+            "data.min_user_interactions: 4 to keep only the users that can train"
+        )
     raw = replace(raw, interactions=raw.interactions.iloc[:0])  # the frame is done with: free it for what follows
     sequences = UserSequences(flat, lengths)
     texts, titles = _item_metadata(raw, config, item_ids)

@@ -115,5 +115,7 @@ def show_recommendations(model, tokenizer, data: SequentialData, user: int, say=
     say(f"Held-out next item: {data.item_titles[row['target']][:90]}")
     say(f"Top-{top_k} recommendations:")
     for rank, (item, score) in enumerate(zip(result.items[0].tolist(), result.scores[0].tolist()), start=1):
+        if item < 0:  # an empty slot: the catalogue holds fewer items than were asked for (-1 is no item)
+            break
         mark = "  <- held-out item" if item == row["target"] else ""
         say(f"{rank:>4}. [{score:7.3f}] {data.item_titles[item][:90]}{mark}")
