@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sidrec import SemanticIDTokenizer
-from sidrec.training.data import DataConfig, DataFormatError, load_sequential_data
+from sidrec.training.data import DataConfig, DataFormatError, load_sequential_data, require_training_examples
 from sidrec.training.errors import ModelDirectoryError, RecipeError
 from sidrec.training.metrics import ranking_metrics
 
@@ -237,6 +237,10 @@ def row(name: str, trigger, expected, *words: str):
     return pytest.param(trigger, expected, words, id=name)
 
 
+# Four users with three interactions each: readable, but no user has a training example.
+THREE_PER_USER = {
+    "interactions.csv": "user_id,item_id,position\n" + "".join(f"u{u},{i},{i}\n" for u in range(4) for i in range(3))
+}
 LINE_3_BROKEN = lines_edited("items.jsonl", lambda lines: [*lines[:3], lines[3][:20], *lines[4:]])
 LINE_3_NO_ID = lines_edited("items.jsonl", lambda lines: [*lines[:3], '{"index": 3, "title": "x"}', *lines[4:]])
 
@@ -547,14 +551,7 @@ ROWS = [
     ),
     row(
         "data-three-interactions-per-user",
-        lambda b: b.data(
-            {
-                "interactions.csv": "user_id,item_id,position\n"
-                + "".join(f"u{u},{i},{i}\n" for u in range(4) for i in range(3))
-            },
-            min_user_interactions=3,
-            min_item_interactions=1,
-        ),
+        lambda b: require_training_examples(b.data(THREE_PER_USER, min_user_interactions=3, min_item_interactions=1)),
         DataFormatError,
         "no training examples",
         "A user needs 4 interactions to give one training example",

@@ -27,6 +27,7 @@ from .data import (
     SemanticIDCollator,
     load_sequential_data,
     random_split,
+    require_training_examples,
     write_item_table,
     write_user_table,
 )
@@ -94,6 +95,7 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
     state, say, output_dir = start_run(recipe, overwrite_output_dir)
     started = time.time()
     data = load_sequential_data(recipe.data, verbose=state.is_main_process)
+    require_training_examples(data)
     build = load_for_finetuning if recipe.finetune.from_model else build_recommender
     built = build(recipe, data, say)
     model, tokenizer = built.model, built.tokenizer
@@ -193,6 +195,7 @@ def run_sasrec(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overr
     state, say, output_dir = start_run(recipe, overwrite_output_dir)
     started = time.time()
     data = load_sequential_data(recipe.data, verbose=state.is_main_process)
+    require_training_examples(data)
     set_seed(recipe.seed)
     model = build_sasrec(recipe, data.num_items)
     say(f"SASRec ({recipe.sasrec.loss_type}): {sum(p.numel() for p in model.parameters()):,} parameters")

@@ -13,7 +13,7 @@ from .config import DataConfig
 from .item_sets import ItemSetCollator, random_split
 from .item_table import ITEMS_FILE, USERS_FILE, read_item_table, read_user_table, write_item_table, write_user_table
 from .readers import DataFormatError, RawData
-from .sequences import SequentialData, UserSequences, k_core, load_sequential_data
+from .sequences import SequentialData, UserSequences, k_core, load_sequential_data, require_training_examples
 
 __all__ = [
     "ITEMS_FILE",
@@ -28,6 +28,7 @@ __all__ = [
     "UserSequences",
     "k_core",
     "load_sequential_data",
+    "require_training_examples",
     "random_split",
     "read_item_table",
     "read_user_table",

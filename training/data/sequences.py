@@ -538,13 +538,6 @@ def load_sequential_data(config: DataConfig, verbose: bool = True) -> Sequential
     fmt = detect_format(root, config) if config.format == "auto" else config.format
     raw = READERS[fmt](config, root)
     user_ids, item_ids, flat, lengths = _index_interactions(raw, config, verbose)
-    if int(lengths.max()) <= MIN_SEQUENCE:  # every user: one history item, a validation and a test target
-        raise DataFormatError(
-            f"no training examples: every one of the {len(lengths):,} users has at most {MIN_SEQUENCE} interactions, "
-            "and a user's last two are held out (validation, test) while the first has no history before it. "
-            "A user needs 4 interactions to give one training example: add data, or set "
-            "data.min_user_interactions: 4 to keep only the users that can train"
-        )
     raw = replace(raw, interactions=raw.interactions.iloc[:0])  # the frame is done with: free it for what follows
     sequences = UserSequences(flat, lengths)
     texts, titles = _item_metadata(raw, config, item_ids)
@@ -561,6 +554,21 @@ def load_sequential_data(config: DataConfig, verbose: bool = True) -> Sequential
     if verbose:
         print(data.summary())
     return data
+
+
+def require_training_examples(data: SequentialData) -> None:
+    """Refuse to train on data in which no user has a training example, before any model is built.
+
+    Reading such data is fine (its validation and test splits are whole); training on it would end in the
+    Trainer's "max_steps must be set" about an empty data loader, which names neither the cause nor the fix.
+    """
+    if len(data.splits["train"]) == 0:
+        raise DataFormatError(
+            f"no training examples: every one of the {data.num_users:,} users has at most {MIN_SEQUENCE} "
+            "interactions, and a user's last two are held out (validation, test) while the first has no history "
+            "before it. A user needs 4 interactions to give one training example: add data, or set "
+            "data.min_user_interactions: 4 to keep only the users that can train"
+        )
 
 
 def _item_metadata(raw: RawData, config: DataConfig, item_ids: np.ndarray) -> tuple[list[str], list[str]]:
