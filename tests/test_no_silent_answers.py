@@ -244,3 +244,19 @@ def test_a_catalogue_smaller_than_top_k_leaves_empty_slots_not_repeats(tmp_path,
     show_recommendations(model, tokenizer, data, 0, top_k=10)
     shown = [line for line in capsys.readouterr().out.splitlines() if re.match(r"\s*\d+\. \[", line)]
     assert len(shown) == 4  # the four items, then nothing
+
+
+def test_every_reader_drops_repeated_user_item_rows_alike_and_says_so(tmp_path, capsys):
+    """The table reader kept repeats and the Amazon reader dropped them; now one stated policy for both."""
+    folder = tmp_path / "repeats"
+    folder.mkdir()
+    rows = [(u, i) for u in range(3) for i in range(5)] + [(0, 1)]  # user 0 comes back to item 1 at the end
+    lines = ["user_id,item_id,position"] + [f"{u},{i},{p}" for p, (u, i) in enumerate(rows)]
+    (folder / "interactions.csv").write_text("\n".join(lines) + "\n")
+    (folder / "items.jsonl").write_text("".join(json.dumps({"item_id": i, "title": f"t{i}"}) + "\n" for i in range(5)))
+    config = dict(path=str(folder), min_user_interactions=4, min_item_interactions=1, text_fields=["title"])
+    kept_first = load_sequential_data(DataConfig(**config), verbose=True)
+    assert "dropped 1 repeated (user, item) rows" in capsys.readouterr().out
+    assert list(kept_first.sequences[0]) == [0, 1, 2, 3, 4]
+    with_repeats = load_sequential_data(DataConfig(**config, deduplicate=False), verbose=False)
+    assert list(with_repeats.sequences[0]) == [0, 1, 2, 3, 4, 1]

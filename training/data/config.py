@@ -19,6 +19,7 @@ class DataConfig:
     ``drop_last`` leaves out each user's last N interactions *after* filtering and indexing: the same
     users and catalogue as the data stood N interactions per user earlier, which is the snapshot a
     model to be fine-tuned on the newer window is trained on (see ``finetune`` in the recipe).
+    ``deduplicate`` keeps each user's first interaction with an item, in every reader alike.
     """
 
     path: str
@@ -34,3 +35,7 @@ class DataConfig:
     max_history: int = 20
     max_users: int | None = None
     drop_last: int = 0
+    # Repeated (user, item) rows: every reader keeps a user's first interaction with an item and drops the
+    # later ones (the benchmarks' protocol; review dumps repeat reviews), printing how many it dropped.
+    # false keeps them, for data where coming back to an item is the behaviour to model.
+    deduplicate: bool = True

@@ -41,7 +41,6 @@ class RawData:
     interactions_name: str
     items_name: str | None
     fix: dict[str, str]  # column role -> how to point the loader at another column (for error messages)
-    deduplicate: bool = False
 
 
 def _open_text(path: Path):
@@ -262,7 +261,6 @@ def _read_amazon(config: DataConfig, root: Path) -> RawData:
             ("user", "item", "order"),
             "Amazon review lines need reviewerID, asin and unixReviewTime; for other names use data.format='table'",
         ),
-        deduplicate=True,
     )
 
 

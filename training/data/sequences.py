@@ -429,6 +429,8 @@ def _validate(config: DataConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "max_history" else 0):
             minimum = 1 if name == "max_history" else 0
             raise DataFormatError(f"data.{name} must be an integer >= {minimum}, got {value!r}")
+    if not isinstance(config.deduplicate, bool):
+        raise DataFormatError(f"data.deduplicate must be true or false, got {config.deduplicate!r}")
     if config.max_users is not None and (not isinstance(config.max_users, int) or config.max_users < 1):
         raise DataFormatError(f"data.max_users must be a positive integer or None, got {config.max_users!r}")
     if isinstance(config.text_fields, str):
@@ -470,8 +472,12 @@ def _index_interactions(
     del rows, order
     user_codes, item_codes = user_codes[ranked], item_codes[ranked]
     del ranked
-    if raw.deduplicate:
+    if config.deduplicate:  # one policy for every reader: a user's first interaction with an item is kept
         pair = pd.DataFrame({"u": user_codes, "i": item_codes}).duplicated().to_numpy()
+        if verbose and pair.any():
+            print(
+                f"data.deduplicate: dropped {int(pair.sum()):,} repeated (user, item) rows of {source}, kept the first"
+            )
         user_codes, item_codes = user_codes[~pair], item_codes[~pair]
     if config.max_users is not None:
         labels = np.asarray(user_uniques).astype(str).astype(object)
