@@ -101,11 +101,7 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
                 (AMX / AVX-512 bf16 on recent CPUs, tensor cores on GPUs) while beam scores accumulate in
                 float32. Its agreement with fp32 is measured in the README ("Serving in bf16").
         """
-        self._check_tokenizer(tokenizer)
-        num_beams = self._check_top_k(top_k, num_beams)
-        top_k = check_count(top_k, "top_k", "items")
-        histories = check_histories(histories, tokenizer.num_items)
-        users = self._check_users(users, len(histories), tokenizer)
+        top_k, num_beams, histories, users = self._check_request(histories, tokenizer, top_k, num_beams, users)
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -128,6 +124,13 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
             self.train()
         return Recommendations(items=torch.cat(items).cpu(), scores=torch.cat(scores).cpu())
 
+    def _check_request(self, histories, tokenizer, top_k, num_beams, users):
+        """(top_k, num_beams, histories, users) checked as ``recommend`` and ``recommend_with_generate`` take them."""
+        self._check_tokenizer(tokenizer)
+        top_k, num_beams = self._check_top_k(top_k, num_beams)
+        histories = check_histories(histories, tokenizer.num_items)
+        return top_k, num_beams, histories, self._check_users(users, len(histories), tokenizer)
+
     def _check_users(self, users, count: int, tokenizer) -> list[int] | None:
         """User indices for the hashed user token: one exact integer per history.
 
@@ -141,8 +144,8 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         return [check_count(user, "a user index", minimum=0) for user in users]
 
     @torch.no_grad()
-    def _check_top_k(self, top_k: int, num_beams: int | None) -> int:
-        """The beam width to use; ``top_k`` must be a positive count no larger than it."""
+    def _check_top_k(self, top_k: int, num_beams: int | None) -> tuple[int, int]:
+        """(top_k, the beam width to use); ``top_k`` must be a positive count no larger than it."""
         if num_beams is not None:
             num_beams = check_count(num_beams, "num_beams", "beams")
         num_beams = num_beams or self.generation_config.num_beams
@@ -152,7 +155,7 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
                 f"top_k={top_k} exceeds num_beams={num_beams}: beam search returns at most one item per beam; "
                 f"pass num_beams >= {top_k}"
             )
-        return num_beams
+        return top_k, num_beams
 
     def recommend_with_generate(
         self,
@@ -167,11 +170,7 @@ class SIDT5ForConditionalGeneration(T5ForConditionalGeneration):
         Slower than :meth:`recommend`; kept as the reference it is tested against and benchmarked
         beside, and as the example of constrained decoding with the plain Hugging Face API.
         """
-        self._check_tokenizer(tokenizer)
-        num_beams = self._check_top_k(top_k, num_beams)
-        top_k = check_count(top_k, "top_k", "items")
-        histories = check_histories(histories, tokenizer.num_items)
-        users = self._check_users(users, len(histories), tokenizer)
+        top_k, num_beams, histories, users = self._check_request(histories, tokenizer, top_k, num_beams, users)
         was_training = self.training
         if was_training:  # walking every module costs ~10% of a batch-1 request
             self.eval()

@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ...tokenization.tokenization_semantic_id import write_items_file
 from ..errors import ModelDirectoryError
 
 ITEMS_FILE = "items.jsonl"
 
 
 def write_item_table(directory: str | Path, item_ids: list[str], titles: list[str]) -> None:
-    """Save raw ids and titles beside a model, so :class:`Recommender` can speak raw ids and show titles."""
-    with open(Path(directory) / ITEMS_FILE, "w") as handle:
-        for index, (raw_id, title) in enumerate(zip(item_ids, titles)):
-            handle.write(json.dumps({"index": index, "item_id": raw_id, "title": title}) + "\n")
+    """Save raw ids and titles beside a model, so :class:`Recommender` can speak raw ids and show titles.
+
+    The tokenizer's own writer: a SASRec run (no tokenizer) writes the file a semantic-ID tokenizer saves.
+    """
+    write_items_file(str(Path(directory) / ITEMS_FILE), item_ids, titles)
 
 
 def read_item_table(directory: str | Path) -> tuple[list[str], list[str]] | None:
