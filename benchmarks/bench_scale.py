@@ -126,8 +126,14 @@ def pipeline_one(items: int, fit_sample: int, embed_sample: int, users: int, max
     with tempfile.TemporaryDirectory() as folder:
         directory = Path(folder)
         stages.run("write synthetic Parquet (setup)", lambda: write_synthetic(directory, items))
+        # The synthetic users draw items with replacement: every row is kept, as the committed scale results
+        # were measured (the readers' default drops repeated (user, item) rows).
         config = DataConfig(
-            path=str(directory), min_user_interactions=3, min_item_interactions=0, text_fields=["title"]
+            path=str(directory),
+            min_user_interactions=3,
+            min_item_interactions=0,
+            text_fields=["title"],
+            deduplicate=False,
         )
         data = stages.run("read, index and split interactions", lambda: load_sequential_data(config, verbose=False))
     stages.run("training counts (popularity)", data.train_item_counts)
