@@ -72,6 +72,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path, method, ext
         text=True,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # static codes come back from the checkpoint instead of a second fit; DIGER restores its living table
+    assert (f"Codes of {checkpoint}" in resumed.stdout) == (method == "tiger")
     expected, found = (json.loads((d / "metrics.json").read_text()) for d in (straight, halted))
     tests = [key for key in expected if key.startswith("test/") and "seconds" not in key and "per_second" not in key]
     assert tests and {key: found[key] for key in tests} == {key: expected[key] for key in tests}
@@ -99,7 +101,8 @@ def test_resume_without_a_checkpoint_names_the_fix(tmp_path):
 
 
 def test_resume_over_other_semantic_ids_names_the_fix(tmp_path):
-    """A static-code run fits its codes again before resuming; if they differ the weights would read the wrong items."""
+    """A checkpoint without its tokenizer makes a static-code run fit its codes again before resuming; if they
+    differ the weights would read the wrong items."""
     recipe, output_dir = recipe_file(tmp_path), tmp_path / "halted"
     checkpoint = output_dir / "checkpoints" / "checkpoint-7"
     checkpoint.mkdir(parents=True)

@@ -96,8 +96,10 @@ def run_sequential(recipe: Recipe, overwrite_output_dir: bool = False, trainer_o
     started = time.time()
     data = load_sequential_data(recipe.data, verbose=state.is_main_process)
     require_training_examples(data)
-    build = load_for_finetuning if recipe.finetune.from_model else build_recommender
-    built = build(recipe, data, say)
+    if recipe.finetune.from_model:
+        built = load_for_finetuning(recipe, data, say)
+    else:  # a resumed run reads its codes from the checkpoint instead of fitting them again
+        built = build_recommender(recipe, data, say, (trainer_overrides or {}).get("resume_from_checkpoint"))
     model, tokenizer = built.model, built.tokenizer
     model.generation_config.num_beams = recipe.evaluation.num_beams
     say(f"SID-T5: {sum(p.numel() for p in model.parameters()):,} parameters, vocabulary {model.config.vocab_size}")

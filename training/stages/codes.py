@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 from accelerate import PartialState
@@ -106,6 +107,28 @@ def codes_from_run(recipe: Recipe, data: SequentialData) -> QuantizerFit:
     codes = saved.item_codes.clone()
     stats = code_statistics(codes[:, :-1], saved.codebook_size)
     return QuantizerFit(quantizer=saved.quantizer, codes=codes, stats=stats)
+
+
+def codes_from_checkpoint(recipe: Recipe, data: SequentialData, checkpoint: str | None) -> QuantizerFit | None:
+    """The codes a static-code run's checkpoint was trained on, so that resuming it skips the quantizer fit.
+
+    A paper-size fit takes most of an hour on CPU; a run resumed in every session would spend it again, and
+    could come out differently on another machine (``check_resumed_codes`` would then refuse the resume).
+    Returns None, and the run fits as usual, when there is no checkpoint, the model keeps a living code
+    table (DIGER's joint training restores its own), or the checkpoint's tokenizer is not of this recipe's
+    shape or catalogue.
+    """
+    directory = Path(checkpoint) if checkpoint else None
+    saved_files = ("item_codes.safetensors", "tokenizer_config.json")
+    if directory is None or recipe.joint.enabled or not all((directory / name).exists() for name in saved_files):
+        return None
+    saved = SemanticIDTokenizer.from_pretrained(str(directory))
+    q = recipe.quantizer
+    if (saved.num_levels, saved.codebook_size) != (q.num_levels + 1, q.codebook_size) or saved.quantizer is None:
+        return None
+    check_same_catalogue(saved, directory, data, "--resume_from_checkpoint")
+    codes = saved.item_codes.clone()
+    return QuantizerFit(quantizer=saved.quantizer, codes=codes, stats=code_statistics(codes[:, :-1], q.codebook_size))
 
 
 def build_tokenizer(recipe: Recipe, fit: QuantizerFit, data: SequentialData | None = None) -> SemanticIDTokenizer:

@@ -23,6 +23,7 @@ from ..recipe import Recipe
 from .codes import (
     build_codes,
     build_tokenizer,
+    codes_from_checkpoint,
     codes_from_run,
     collaborative_embeddings,
     embed_catalogue,
@@ -41,16 +42,22 @@ class BuiltModel:
     callbacks: list[TrainerCallback] = field(default_factory=list)
 
 
-def build_recommender(recipe: Recipe, data: SequentialData, say=print) -> BuiltModel:
+def build_recommender(recipe: Recipe, data: SequentialData, say=print, resume_from: str | None = None) -> BuiltModel:
     """A new recommender for ``data``: embeddings -> RQ-VAE codes -> tokenizer -> the method's model.
 
     TIGER: a plain SID-T5 over the fitted codes (or a saved run's, ``quantizer.codes_from``);
     ``dmrec.enabled``: DMRec-T5; ``joint.enabled`` (DIGER): the joint model that holds the quantizer, with
-    its learning rates and callbacks.
+    its learning rates and callbacks. ``resume_from`` (a checkpoint of this run) supplies the codes it was
+    trained on instead of a new fit (``codes_from_checkpoint``).
     """
     check_codebook_fits(recipe, data.num_items)
     check_item_texts(recipe, data)
-    if recipe.quantizer.codes_from:  # a saved run's codes: nothing to quantise, text only for DMRec's meta-network
+    resumed = codes_from_checkpoint(recipe, data, resume_from)
+    if resumed is not None:  # an interrupted run continues on the codes it was trained on, without a new fit
+        text = embed_catalogue(recipe, data) if recipe.dmrec.enabled else None
+        fit, embeddings = resumed, None
+        say(f"Codes of {resume_from}: " + fit.summary())
+    elif recipe.quantizer.codes_from:  # a saved run's codes: nothing to quantise, text only for DMRec's meta-network
         text = embed_catalogue(recipe, data) if recipe.dmrec.enabled else None
         fit, embeddings = codes_from_run(recipe, data), None
         say(f"Codes of {recipe.quantizer.codes_from}: " + fit.summary())
