@@ -26,6 +26,7 @@ from .methods.diger import JointRecipe
 from .methods.dmrec import DMRecRecipe, MultVAERecipe
 from .methods.letter import LetterRecipe
 from .methods.sasrec import SASRecRecipe
+from .recipe_files import read_recipe_values
 
 TASKS = ("sequential", "collaborative")
 QUANTIZER_METHODS = ("rqvae", "rq_kmeans")
@@ -270,16 +271,9 @@ def _one_line(error: Exception) -> str:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a YAML recipe and apply ``section.key=value`` overrides (values parsed as YAML)."""
-    path = Path(path)
-    if not path.exists():
-        raise RecipeError(
-            f"recipe file {path} not found; recipes live in configs/ (e.g. configs/scientific-tiger-demo.yaml)"
-        )
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise RecipeError(f"recipe file {path} is not valid YAML ({_one_line(error)}); fix the line it names") from None
+    """Read a YAML recipe over its ``base:`` chain (``recipe_files``) and apply ``section.key=value`` overrides
+    (values parsed as YAML)."""
+    values = read_recipe_values(path)
     for override in overrides or []:
         if "=" not in override:
             raise RecipeError(f"override {override!r} must look like section.key=value, e.g. training.epochs=3")
