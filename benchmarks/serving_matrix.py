@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from bench_recommend import measure, serving_cell  # noqa: E402  (a sibling script)
-from quality import machine  # noqa: E402
+from quality_runner import machine  # noqa: E402
 from speed_tables import serving_matrix_table  # noqa: E402
 
 SIZES = ("demo", "tiger")

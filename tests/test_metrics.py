@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sidrec.training.metrics import ranking_metrics
+from sidrec.training.metrics import per_user_ranking_metrics, ranking_metrics
 from sidrec.training.ranking import PopularityRanker
 
 
@@ -25,6 +25,26 @@ def test_recall_and_ndcg_by_hand():
 def test_cutoff_beyond_ranking_is_an_error():
     with pytest.raises(ValueError, match="exceeds"):
         ranking_metrics(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, dtype=torch.long), ks=(10,))
+
+
+def test_per_user_metrics_by_hand_are_what_ranking_metrics_averages():
+    # The results harness's paired test reads these per-user values from saved ranks.
+    ranked = torch.tensor([[7, 3, 9, 1], [2, 5, 8, 6], [4, 0, 1, -1]])
+    targets = torch.tensor([3, 6, 11])  # ranks 1 and 3 (0-based), the third user misses
+    per_user = per_user_ranking_metrics(ranked == targets[:, None], torch.ones(3), ks=(2, 4))
+    assert per_user["recall@2"].tolist() == [1.0, 0.0, 0.0]
+    assert per_user["recall@4"].tolist() == [1.0, 1.0, 0.0]
+    assert per_user["ndcg@4"].tolist() == pytest.approx([1 / math.log2(3), 1 / math.log2(5), 0.0])
+    assert per_user["mrr@4"].tolist() == [0.5, 0.25, 0.0]
+    means = {name: values.mean().item() for name, values in per_user.items()}
+    assert means == ranking_metrics(ranked, targets, ks=(2, 4))
+
+
+def test_per_user_metrics_refuse_mismatched_shapes_and_users_without_relevant_items():
+    with pytest.raises(ValueError, match=r"num_relevant \(users,\); got \(3, 4\) and \(2,\)"):
+        per_user_ranking_metrics(torch.zeros(3, 4, dtype=torch.bool), torch.ones(2), ks=(4,))
+    with pytest.raises(ValueError, match="every user needs at least one relevant item"):
+        per_user_ranking_metrics(torch.zeros(2, 4, dtype=torch.bool), torch.tensor([1, 0]), ks=(4,))
 
 
 def test_popularity_ranking_orders_by_count_and_breaks_ties_by_index():

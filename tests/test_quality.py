@@ -16,7 +16,9 @@ from sidrec.training.metrics import ranking_metrics
 
 from .conftest import ROOT, load_benchmark_script
 
-quality = load_benchmark_script("quality")
+runner = load_benchmark_script("quality_runner")
+tables = load_benchmark_script("quality_tables")
+import quality_grids as grids  # noqa: E402  (by name, as the runner imports it: the GRIDS run_grid reads)
 
 
 @pytest.mark.parametrize(
@@ -29,49 +31,49 @@ quality = load_benchmark_script("quality")
     ],
 )
 def test_paired_randomization_test_by_hand(a, b, expected):
-    assert quality.paired_randomization_test(np.array(a), np.array(b)) == pytest.approx(expected)
+    assert tables.paired_randomization_test(np.array(a), np.array(b)) == pytest.approx(expected)
 
 
 def test_randomization_test_on_many_users_is_seeded_and_detects_a_real_gap():
     rng = np.random.default_rng(1)
     better = (rng.random(2000) < 0.12).astype(float)
     worse = better * (rng.random(2000) > 0.25)  # the same users, a quarter of the hits lost
-    p = quality.paired_randomization_test(better, worse)
-    assert p < 0.001 and p == quality.paired_randomization_test(better, worse)
-    assert quality.paired_randomization_test(better, better[::-1].copy()) > 0.05  # no systematic gap
+    p = tables.paired_randomization_test(better, worse)
+    assert p < 0.001 and p == tables.paired_randomization_test(better, worse)
+    assert tables.paired_randomization_test(better, better[::-1].copy()) > 0.05  # no systematic gap
 
 
 def test_hits_at_k_from_target_ranks():
-    assert quality.hits_at(np.array([0, 4, 9, 10, -1]), 10).tolist() == [1, 1, 1, 0, 0]
+    assert tables.hits_at(np.array([0, 4, 9, 10, -1]), 10).tolist() == [1, 1, 1, 0, 0]
 
 
 def test_per_user_recall_of_item_sets_is_the_share_of_held_out_items_ranked_below_k(tmp_path):
     _ranks(tmp_path, "mult-vae/demo/seed1", [[0, 15], [-1], [2, 3, 40]])
-    ranks = quality.load_ranks("toy", "mult-vae/demo/seed1", tmp_path)
-    assert quality.hits_at(ranks, 10).tolist() == pytest.approx([1 / 2, 0, 2 / 3])
-    assert quality.hits_at(ranks, 20).tolist() == pytest.approx([1, 0, 2 / 3])
+    ranks = runner.load_ranks("toy", "mult-vae/demo/seed1", tmp_path)
+    assert tables.hits_at(ranks, 10).tolist() == pytest.approx([1 / 2, 0, 2 / 3])
+    assert tables.hits_at(ranks, 20).tolist() == pytest.approx([1, 0, 2 / 3])
 
 
 def test_per_user_ndcg_by_hand_and_as_the_training_metrics_define_it(tmp_path):
     # leave-one-out: 1 / log2(rank + 2) below the cut-off, 0 at or past it and when not ranked
     ranks = np.array([0, 1, 9, 10, -1])
     expected = [1.0, 1 / np.log2(3), 1 / np.log2(11), 0.0, 0.0]
-    assert quality.ndcg_at(ranks, 10).tolist() == pytest.approx(expected)
+    assert tables.ndcg_at(ranks, 10).tolist() == pytest.approx(expected)
     # item sets: discounted hits over the ideal DCG of min(k, |held-out|) hits
     _ranks(tmp_path, "mult-vae-mddm/demo/seed1", [[0, 5], [9], [2, 3, 4]])
-    item_sets = quality.load_ranks("toy", "mult-vae-mddm/demo/seed1", tmp_path)
+    item_sets = runner.load_ranks("toy", "mult-vae-mddm/demo/seed1", tmp_path)
     discount = 1 / np.log2(np.arange(10) + 2)
     expected = [
         (discount[0] + discount[5]) / (discount[0] + discount[1]),
         discount[9],
         (discount[2] + discount[3] + discount[4]) / (discount[0] + discount[1] + discount[2]),
     ]
-    assert quality.ndcg_at(item_sets, 10).tolist() == pytest.approx(expected)
+    assert tables.ndcg_at(item_sets, 10).tolist() == pytest.approx(expected)
     # the mean over users is the run's NDCG@10 as training.metrics computes it from ranked lists
     for user_ranks in (ranks, item_sets):
         ranked, targets = _ranked_lists(user_ranks, width=12)
         mean = ranking_metrics(ranked, targets, ks=(10,))["ndcg@10"]
-        assert float(np.mean(quality.ndcg_at(user_ranks, 10))) == pytest.approx(mean)
+        assert float(np.mean(tables.ndcg_at(user_ranks, 10))) == pytest.approx(mean)
 
 
 def _ranked_lists(ranks: np.ndarray, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +124,7 @@ def test_table_renderer_on_a_hand_made_results_file(tmp_path):
     for seed in (1, 2):
         _ranks(tmp_path, f"tiger/demo/seed{seed}", [0, 50, -1])
         _ranks(tmp_path, f"sasrec/demo/seed{seed}", [3, 9, 1])
-    table = quality.render_table(quality.read_results(tmp_path / "toy.jsonl"), "toy", "demo", results_dir=tmp_path)
+    table = tables.render_table(runner.read_results(tmp_path / "toy.jsonl"), "toy", "demo", results_dir=tmp_path)
     lines = table.splitlines()
     assert lines[0].startswith("| method | seeds | R@5 | R@10 | R@20 | N@5 | N@10 | N@20 | R@10 vs tiger | p (R@10)")
     assert lines[2] == "| popularity | - | " + " | ".join(["0.0100"] * 6) + " | | | | | | |"
@@ -147,8 +149,8 @@ def test_item_set_rows_get_a_paired_test_against_mult_vae_from_their_per_item_ra
     _write_results(tmp_path, rows)
     _ranks(tmp_path, "mult-vae/demo/seed1", [[0, 15], [-1], [2, 3, 40]])  # Recall@10 per user: 1/2, 0, 2/3
     _ranks(tmp_path, "mult-vae-mddm/demo/seed1", [[0, 5], [9], [2, 3, 4]])  # 1, 1, 1
-    rows = quality.read_results(tmp_path / "toy.jsonl")
-    table = quality.render_table(rows, "toy", "demo", protocol="item-sets", results_dir=tmp_path)
+    rows = runner.read_results(tmp_path / "toy.jsonl")
+    table = tables.render_table(rows, "toy", "demo", protocol="item-sets", results_dir=tmp_path)
     mddm = next(line for line in table.splitlines() if line.startswith("| mult-vae-mddm"))
     # differences 1/2, 1, 1/3 all positive: only the all-plus and all-minus flips reach |sum| 11/6, p = 2/8;
     # NDCG@10 (0.3 against 0.2, +50%) per user is higher for all three users too (see the ndcg_at test): p = 2/8
@@ -166,7 +168,7 @@ def test_a_block_can_compare_every_row_with_two_baselines(tmp_path):
     _ranks(tmp_path, "sasrec/demo/seed1", [3, 9, 1])  # hits users 0, 1, 2
     _ranks(tmp_path, "letter/demo/seed1", [1, 2, 30])  # hits users 0, 1
     text = "<!-- results:toy:demo:leave-one-out:tiger,letter,sasrec:tiger,sasrec -->\n<!-- /results -->\n"
-    lines = quality.render_readme(text, results_dir=tmp_path).splitlines()
+    lines = tables.render_readme(text, results_dir=tmp_path).splitlines()
     assert lines[1].endswith(
         "| R@10 vs tiger | p (R@10) | N@10 vs tiger | p (N@10) "
         "| R@10 vs sasrec | p vs sasrec | N@10 vs sasrec | p (N@10) vs sasrec | epochs | train min |"
@@ -184,14 +186,14 @@ def test_a_block_can_compare_every_row_with_two_baselines(tmp_path):
 def test_render_readme_replaces_only_the_marked_blocks(tmp_path):
     (tmp_path / "toy.jsonl").write_text(json.dumps(_row("tiger", 1, 0.1, 0.05, 4, 60)) + "\n")
     text = "intro\n<!-- results:toy:demo -->\nstale table\n<!-- /results -->\noutro\n"
-    rendered = quality.render_readme(text, results_dir=tmp_path)
+    rendered = tables.render_readme(text, results_dir=tmp_path)
     assert rendered.startswith("intro\n<!-- results:toy:demo -->\n| method |")
     assert "stale" not in rendered and rendered.endswith("<!-- /results -->\noutro\n")
-    assert quality.render_readme(rendered, results_dir=tmp_path) == rendered  # a fixpoint
+    assert tables.render_readme(rendered, results_dir=tmp_path) == rendered  # a fixpoint
 
 
 def test_a_grid_skips_finished_runs_and_resumes_after_an_interruption(tmp_path, monkeypatch):
-    monkeypatch.setitem(quality.GRIDS, "toy", [quality.GridRun("configs/toy-a.yaml", "toy")])
+    monkeypatch.setitem(grids.GRIDS, "toy", [grids.GridRun("configs/toy-a.yaml", "toy")])
     trained: list[str] = []
     restarts: dict[int, str] = {}
 
@@ -214,29 +216,29 @@ def test_a_grid_skips_finished_runs_and_resumes_after_an_interruption(tmp_path, 
 
     kwargs = dict(runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", train=fake_train)
     with pytest.raises(KeyboardInterrupt):
-        quality.run_grid("toy", [1, 2, 3], "demo", **kwargs)
-    rows = quality.read_results(tmp_path / "results" / "toy.jsonl")
+        runner.run_grid("toy", [1, 2, 3], "demo", **kwargs)
+    rows = runner.read_results(tmp_path / "results" / "toy.jsonl")
     assert [row["id"] for row in rows] == ["toy-a/demo/seed1"]  # the finished run landed before the interruption
     halted = tmp_path / "runs" / "toy" / "toy-a" / "demo" / "seed2"
     last_complete = str(halted / "checkpoints" / "checkpoint-6")  # not the half-written checkpoint-9
-    assert quality.interrupted_checkpoint(halted) == last_complete
-    assert quality.run_grid("toy", [1, 2, 3], "demo", **kwargs) == 2  # seed 1 is not re-run
+    assert runner.interrupted_checkpoint(halted) == last_complete
+    assert runner.run_grid("toy", [1, 2, 3], "demo", **kwargs) == 2  # seed 1 is not re-run
     assert trained == ["seed1", "interrupted", "seed2", "seed3"]
     # the interrupted run continued from its last complete checkpoint; the others started clean
     resumed = f"--config --resume_from_checkpoint {last_complete}"  # named: train.py alone would take checkpoint-9
     assert restarts == {1: "--config --overwrite_output_dir", 2: resumed, 3: "--config --overwrite_output_dir"}
-    assert quality.interrupted_checkpoint(halted) is None  # finished now
-    rows = quality.read_results(tmp_path / "results" / "toy.jsonl")
+    assert runner.interrupted_checkpoint(halted) is None  # finished now
+    rows = runner.read_results(tmp_path / "results" / "toy.jsonl")
     assert [row["seed"] for row in rows] == [1, 2, 3] and rows[2]["metrics"]["test/recall@10"] == pytest.approx(0.3)
     assert {"recipe", "method", "seed", "budget", "metrics", "epochs", "train_seconds", "machine", "commit"} <= set(
         rows[0]
     )
-    assert quality.load_ranks("toy", "toy-a/demo/seed3", tmp_path / "results").tolist() == [0, -1]
-    assert quality.run_grid("toy", [1, 2, 3], "demo", **kwargs) == 0
+    assert runner.load_ranks("toy", "toy-a/demo/seed3", tmp_path / "results").tolist() == [0, -1]
+    assert runner.run_grid("toy", [1, 2, 3], "demo", **kwargs) == 0
 
 
 def test_a_run_that_reads_another_runs_codes_names_the_one_of_its_own_seed_and_budget(tmp_path):
-    two_stage = next(run for run in quality.GRIDS["scientific-diger-ablations"] if run.variant.startswith("diger-"))
+    two_stage = next(run for run in grids.GRIDS["scientific-diger-ablations"] if run.variant.startswith("diger-"))
     read: dict[int, list[str]] = {}
 
     def fake_train(command):
@@ -248,19 +250,19 @@ def test_a_run_that_reads_another_runs_codes_names_the_one_of_its_own_seed_and_b
         (output_dir / "test_ranks.json").write_text(json.dumps({"users": [0], "ranks": [0]}))
 
     kwargs = dict(runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", train=fake_train)
-    quality.run_grid("scientific-diger-ablations", [43, 44], "converged", recipes=[two_stage.variant], **kwargs)
+    runner.run_grid("scientific-diger-ablations", [43, 44], "converged", recipes=[two_stage.variant], **kwargs)
     first_stage = tmp_path / "runs" / "scientific" / "scientific-diger-frqud-demo" / "converged"
     assert read == {seed: [f"{first_stage}/seed{seed}/model"] for seed in (43, 44)}
     # overrides without placeholders pass through untouched, YAML braces included
-    kept = quality.GridRun("configs/x.yaml", "x", ("training.objectives={ce: 1.0, soda: {weight: 1.0}}",))
+    kept = grids.GridRun("configs/x.yaml", "x", ("training.objectives={ce: 1.0, soda: {weight: 1.0}}",))
     assert kept.resolved_overrides(1, "demo", tmp_path) == ["training.objectives={ce: 1.0, soda: {weight: 1.0}}"]
 
 
 def test_readme_results_tables_equal_what_the_result_files_render():
-    pages = quality.pages_with_tables()
+    pages = tables.pages_with_tables()
     assert ROOT / "README.md" in pages
     for page, text in pages.items():
-        assert quality.render_readme(text) == text, f"{page.name}: run `python benchmarks/quality.py render`"
+        assert tables.render_readme(text) == text, f"{page.name}: run `python benchmarks/quality.py render`"
 
 
 def test_a_block_can_name_the_methods_it_shows(tmp_path):
@@ -271,7 +273,7 @@ def test_a_block_can_name_the_methods_it_shows(tmp_path):
     ]
     _write_results(tmp_path, rows)
     text = "<!-- results:toy:demo:leave-one-out:tiger,diger -->\n<!-- /results -->\n"
-    table = quality.render_readme(text, results_dir=tmp_path)
+    table = tables.render_readme(text, results_dir=tmp_path)
     assert "| tiger |" in table and "| diger-reference-frqud |" in table and "sasrec" not in table
 
 
@@ -306,7 +308,7 @@ def test_codes_table_shows_final_codes_and_churn_and_variants_get_their_own_rows
         row("diger-end-to-end-frqud", 1, "alternate", **moved, **{"codes/final/churn_from_start/level0": 0.0}),
         row("sasrec", 1, **{"test/recall@10": 0.3}),  # no semantic IDs: not in this table
     ]
-    lines = quality.render_codes_table(rows, "demo").splitlines()
+    lines = tables.render_codes_table(rows, "demo").splitlines()
     assert lines[0] == "| method | seeds | level0 usage | collisions | churn level0 |"
     assert lines[2:] == [
         "| diger-end-to-end-frqud | 1, 2 | 100.0% | 30.0% | 20.0% |",
@@ -329,32 +331,32 @@ def recording_train(method: str):
 
 
 def test_ablation_variants_have_their_own_run_ids_and_overrides(tmp_path):
-    runs = quality.GRIDS["scientific-diger-ablations"]
-    ids = {quality.run_id(run, 42, "demo") for run in runs}
+    runs = grids.GRIDS["scientific-diger-ablations"]
+    ids = {grids.run_id(run, 42, "demo") for run in runs}
     assert len(ids) == len(runs) and "scientific-diger-frqud-demo+alternate/demo/seed42" in ids
     commands, fake_train = recording_train("diger-end-to-end-frqud")
     kwargs = dict(runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", train=fake_train)
-    assert quality.run_grid("scientific-diger-ablations", [42], "demo", recipes=["alternate"], **kwargs) == 1
+    assert runner.run_grid("scientific-diger-ablations", [42], "demo", recipes=["alternate"], **kwargs) == 1
     assert "joint.alternate=true" in commands[0] and "configs/scientific-diger-frqud-demo.yaml" in commands[0]
-    (row,) = quality.read_results(tmp_path / "results" / "scientific.jsonl")
-    assert row["variant"] == "alternate" and quality.row_label(row) == "diger-end-to-end-frqud [alternate]"
+    (row,) = runner.read_results(tmp_path / "results" / "scientific.jsonl")
+    assert row["variant"] == "alternate" and tables.row_label(row) == "diger-end-to-end-frqud [alternate]"
 
 
 def test_smoke_overrides_go_last_are_recorded_and_never_reach_the_committed_results(tmp_path):
     commands, fake_train = recording_train("mult-vae")
     smoke = ("data.max_users=300", "training.epochs=1")
     with pytest.raises(ValueError, match="--results-dir"):
-        quality.run_grid("scientific-mult-vae", [42], "demo", train=fake_train, extra_overrides=smoke)
+        runner.run_grid("scientific-mult-vae", [42], "demo", train=fake_train, extra_overrides=smoke)
     assert commands == []  # refused before anything trained
     kwargs = dict(runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", train=fake_train)
     assert (
-        quality.run_grid(
+        runner.run_grid(
             "scientific-mult-vae", [42], "demo", recipes=["scientific-mult-vae-base"], extra_overrides=smoke, **kwargs
         )
         == 1
     )
     assert commands[0][-3:] == [*smoke, "--overwrite_output_dir"]  # after the recipe's and the budget's
-    (row,) = quality.read_results(tmp_path / "results" / "scientific.jsonl")
+    (row,) = runner.read_results(tmp_path / "results" / "scientific.jsonl")
     assert row["extra_overrides"] == list(smoke) and row["budget_overrides"] == []
 
 
@@ -372,18 +374,18 @@ def test_merge_adds_only_new_rows_with_their_ranks_and_never_replaces_a_finished
     (theirs / "ranks" / "toy" / "a__converged__seed1.json.gz").write_bytes(gzip.compress(b'{"ranks": [0, 4]}'))
     (theirs / "other.jsonl").write_text(json.dumps(row("c/demo/seed3", 0.4)) + "\n")
 
-    assert quality.merge_results(theirs, ours) == ["c/demo/seed3", "a/converged/seed1", "b/demo/seed2"]
-    merged = quality.read_results(ours / "toy.jsonl")
+    assert runner.merge_results(theirs, ours) == ["c/demo/seed3", "a/converged/seed1", "b/demo/seed2"]
+    merged = runner.read_results(ours / "toy.jsonl")
     assert [(r["id"], r["metrics"]["test/recall@10"]) for r in merged] == [
         ("a/demo/seed1", 0.1),  # the finished run kept its own numbers
         ("a/converged/seed1", 0.2),
         ("b/demo/seed2", 0.3),  # no ranks file: the row lands without one
     ]
-    assert quality.load_ranks("toy", "a/converged/seed1", ours).tolist() == [0, 4]
-    assert quality.load_ranks("toy", "b/demo/seed2", ours) is None
-    assert quality.merge_results(theirs, ours) == []  # a second merge adds nothing
+    assert runner.load_ranks("toy", "a/converged/seed1", ours).tolist() == [0, 4]
+    assert runner.load_ranks("toy", "b/demo/seed2", ours) is None
+    assert runner.merge_results(theirs, ours) == []  # a second merge adds nothing
     with pytest.raises(FileNotFoundError, match="no <dataset>.jsonl"):
-        quality.merge_results(tmp_path / "nothing-here", ours)
+        runner.merge_results(tmp_path / "nothing-here", ours)
 
 
 def test_speed_blocks_render_from_their_json_files(tmp_path):
@@ -400,7 +402,7 @@ def test_speed_blocks_render_from_their_json_files(tmp_path):
     failed = {"items": 10**7, "failed": ["MemoryError"]}
     (tmp_path / "scale_pipeline_toy.json").write_text(json.dumps([result, failed]))
     text = "a\n<!-- speed:scale_pipeline_toy -->\nold\n<!-- /speed -->\nb\n"
-    rendered = quality.render_readme(text, results_dir=tmp_path)
+    rendered = tables.render_readme(text, results_dir=tmp_path)
     assert rendered == (
         "a\n<!-- speed:scale_pipeline_toy -->\n"
         "| stage | 1,000 items, 0.01M interactions: s / peak MB |\n| --- | ---: |\n| read | 1.25 / 1,200 |\n\n"
@@ -408,7 +410,7 @@ def test_speed_blocks_render_from_their_json_files(tmp_path):
     )
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(ValueError, match="no table renderer"):
-        quality.render_readme("<!-- speed:other -->\n<!-- /speed -->", results_dir=tmp_path)
+        tables.render_readme("<!-- speed:other -->\n<!-- /speed -->", results_dir=tmp_path)
 
 
 def test_selection_table_marks_the_setting_of_best_validation_not_best_test():
@@ -423,7 +425,7 @@ def test_selection_table_marks_the_setting_of_best_validation_not_best_test():
     ]
     for row, machine in zip([*tiger, *rows], ["box A", "box A", "box B", "box B"], strict=True):
         row["machine"] = machine
-    *lines, _, machines = quality.render_selection_table(rows, "demo", tiger).splitlines()
+    *lines, _, machines = tables.render_selection_table(rows, "demo", tiger).splitlines()
     assert machines == "Runs measured on: box A (2); box B (2)."  # floats differ between CPUs: say which ran what
     assert lines[0] == "| run | seeds | validation N@10 | test R@10 | test N@10 | R@10 vs tiger | chosen |"
     assert lines[2:] == [
@@ -436,9 +438,9 @@ def test_selection_table_marks_the_setting_of_best_validation_not_best_test():
 def test_every_run_id_names_one_recipe_and_one_set_of_overrides_across_all_grids():
     """Two grids may share a run (the same id is then the same training); never one id for two trainings."""
     seen: dict[tuple[str, str], tuple] = {}
-    for runs in quality.GRIDS.values():
+    for runs in grids.GRIDS.values():
         for run in runs:
-            key = (run.dataset, quality.run_id(run, 42, "demo"))
+            key = (run.dataset, grids.run_id(run, 42, "demo"))
             assert seen.setdefault(key, (run.recipe, run.overrides)) == (run.recipe, run.overrides), key
 
 
@@ -454,9 +456,9 @@ def test_every_run_id_names_one_recipe_and_one_set_of_overrides_across_all_grids
 def test_every_row_names_its_code_fit(tmp_path, quantizer, expected):
     """Rows on different code fits are told apart: each carries the label of the fit its run's recipe made."""
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({"name": "r", "quantizer": quantizer}))
-    assert quality.code_fit(tmp_path) == expected
+    assert runner.code_fit(tmp_path) == expected
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({"name": "r", "sasrec": {"enabled": True}}))
-    assert quality.code_fit(tmp_path) is None
+    assert runner.code_fit(tmp_path) is None
 
 
 def test_headline_table_keeps_the_named_order_in_eight_columns(tmp_path):
@@ -473,8 +475,8 @@ def test_headline_table_keeps_the_named_order_in_eight_columns(tmp_path):
     for seed in (1, 2):
         _ranks(tmp_path, f"tiger/demo/seed{seed}", [0, 50, -1])
     _ranks(tmp_path, "sasrec/demo/seed1", [3, 9, 1])
-    table = quality.render_headline_table(
-        quality.read_results(tmp_path / "toy.jsonl"), "toy", "demo", ["tiger", "missing", "sasrec"], tmp_path
+    table = tables.render_headline_table(
+        runner.read_results(tmp_path / "toy.jsonl"), "toy", "demo", ["tiger", "missing", "sasrec"], tmp_path
     )
     lines = table.splitlines()
     assert (
