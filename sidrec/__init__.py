@@ -3,10 +3,13 @@
 Importing ``sidrec`` registers its configurations, models and tokenizer with the ``Auto*`` classes,
 so ``AutoModel.from_pretrained(dir)`` and ``AutoTokenizer.from_pretrained(dir)`` work without
 ``trust_remote_code``. Saved models also carry their code (``register_for_auto_class``), so they
-load with ``trust_remote_code=True`` where sidrec is not installed.
+load with ``trust_remote_code=True`` where sidrec is not installed. It also registers the
+``sequential-recommendation`` task with ``transformers.pipelines.PIPELINE_REGISTRY``; every saved run's model
+directory carries that pipeline's code too (``pipeline(model=dir, trust_remote_code=True)``).
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .modeling.configuration_dmrec_t5 import DMRecT5Config
 from .modeling.configuration_mult_vae import MultVAEConfig
@@ -17,6 +20,8 @@ from .modeling.modeling_dmrec_t5 import DMRecT5ForConditionalGeneration
 from .modeling.modeling_mult_vae import MultVAEForCollaborativeFiltering
 from .modeling.modeling_sasrec import SASRecForSequentialRecommendation
 from .modeling.modeling_sid_t5 import Recommendations, SIDT5ForConditionalGeneration
+from .modeling.pipeline_sequential_recommendation import TASK as SEQUENTIAL_RECOMMENDATION
+from .modeling.pipeline_sequential_recommendation import SequentialRecommendationPipeline
 from .tokenization.configuration_quantizer import SemanticIDQuantizerConfig
 from .tokenization.modeling_quantizer import SemanticIDQuantizer
 from .tokenization.prefix_trie import PrefixTrie
@@ -50,6 +55,12 @@ SASRecConfig.register_for_auto_class()
 SASRecForSequentialRecommendation.register_for_auto_class("AutoModel")
 SemanticIDTokenizer.register_for_auto_class("AutoTokenizer")
 
+# pipeline("sequential-recommendation", model=...) with the installed code; AutoModel loads every sequential model.
+if SEQUENTIAL_RECOMMENDATION not in PIPELINE_REGISTRY.supported_tasks:
+    PIPELINE_REGISTRY.register_pipeline(
+        SEQUENTIAL_RECOMMENDATION, pipeline_class=SequentialRecommendationPipeline, pt_model=AutoModel
+    )
+
 
 def load_recommender(directory: str):
     """Load a saved run's model directory as a :class:`sidrec.recommender.Recommender`."""
@@ -73,5 +84,6 @@ __all__ = [
     "SemanticIDQuantizer",
     "SemanticIDQuantizerConfig",
     "SemanticIDTokenizer",
+    "SequentialRecommendationPipeline",
     "load_recommender",
 ]

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors import SafetensorError
 from transformers import AutoModel, AutoTokenizer
 
-from .modeling.input_checks import check_count, empty_history_message, is_exact_int
-from .training.data.item_table import ITEMS_FILE, USERS_FILE, read_item_table, read_user_table
+from .modeling.raw_id_recommender import ITEM_RANKERS, RawIdRecommender, Recommendation
+from .training.data.item_table import ITEMS_FILE, read_item_table, read_user_table
 from .training.errors import ModelDirectoryError
 
-ITEM_RANKERS = ("sasrec",)  # model types that score item ids directly (no semantic-ID tokenizer)
+__all__ = ["ITEM_RANKERS", "Recommendation", "Recommender", "resolve_model_directory"]
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer_config.json", "item_codes.safetensors")
 _RESAVE = "copy the whole model directory of one run again (or re-run it)"
@@ -56,40 +55,17 @@ def resolve_model_directory(name: str | Path, revision: str | None = None) -> Pa
         ) from error
 
 
-@dataclass
-class Recommendation:
-    rank: int
-    item_id: str
-    title: str
-    score: float
-
-
-class Recommender:
+class Recommender(RawIdRecommender):
     """Model + tokenizer + item table of a saved run, speaking raw item and user ids.
 
     ``Recommender.from_pretrained("runs/demo/model").recommend(["12", "40"], top_k=10)`` returns
     :class:`Recommendation` rows. Raw ids are those of the data set (the ``item_id`` and ``user_id``
     columns). A model trained with a user token (``model.num_user_buckets`` > 0) is served as it was
     evaluated only when the user is given: ``recommend(history, user="A2X...")``; without one it
-    warns and recommends from the history alone.
+    warns and recommends from the history alone. Serving itself (the checks, the ranking, the rows) is
+    :class:`~sidrec.modeling.raw_id_recommender.RawIdRecommender`, which the ``sequential-recommendation``
+    pipeline shares; this class adds loading a saved run with every check of its files.
     """
-
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        item_ids: list[str],
-        titles: list[str],
-        user_ids: list[str] | None = None,
-        ids_are_indices: bool = False,
-    ):
-        self.model = model
-        self.tokenizer = tokenizer
-        self.item_ids = item_ids
-        self.titles = titles
-        self.index_of = {raw: index for index, raw in enumerate(item_ids)}
-        self.user_index_of = {raw: index for index, raw in enumerate(user_ids or [])}
-        self.ids_are_indices = ids_are_indices  # no items.jsonl: raw ids are the item indices
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, revision: str | None = None) -> Recommender:
@@ -183,145 +159,3 @@ class Recommender:
             item_ids = [str(i) for i in range(tokenizer.num_items)]
             titles = [""] * tokenizer.num_items
         return cls(model.eval(), tokenizer, item_ids, titles, read_user_table(directory), ids_are_indices=table is None)
-
-    @property
-    def uses_user_token(self) -> bool:
-        return bool(getattr(self.tokenizer, "num_user_buckets", 0))
-
-    @property
-    def ranks_items(self) -> bool:
-        """Whether the model scores item ids itself (SASRec), rather than decoding semantic IDs by beam search."""
-        return self.tokenizer is None
-
-    def to_indices(self, history: list[str | int], row: int = 0) -> list[int]:
-        """Item indices of one history of raw ids (``row``: its place in a batch, for the messages)."""
-        if isinstance(history, (str, bytes)) or is_exact_int(history) or isinstance(history, float):
-            raise ValueError(
-                f"a history is a list of raw item ids, oldest first; got the single {type(history).__name__} "
-                f"{history!r}: pass [{history!r}]"
-            )
-        history = list(history)
-        if not history:
-            raise ValueError(empty_history_message(row))
-        for raw in history:  # raw ids are the data set's strings, or whole numbers written as ints
-            if not isinstance(raw, str) and not is_exact_int(raw):
-                raise ValueError(
-                    f"item id {raw!r} is a {type(raw).__name__}: raw item ids are strings (or ints), as in the "
-                    f"data set's item_id column; a float or bool id is not converted"
-                )
-        unknown = [raw for raw in history if str(raw) not in self.index_of]
-        if unknown:
-            where = (
-                f"this model directory has no {ITEMS_FILE}, so item ids are the item indices "
-                f"0..{len(self.item_ids) - 1}"
-                if self.ids_are_indices
-                else f"see {ITEMS_FILE} in the model directory for valid ids"
-            )
-            raise ValueError(
-                f"unknown item id(s) {unknown[:5]}: not in this model's catalogue of {len(self.item_ids)} items "
-                f"({where})"
-            )
-        return [self.index_of[str(raw)] for raw in history]
-
-    def to_user_indices(self, users: list[str | int | None] | None, count: int) -> list[int] | None:
-        """User indices for the user token, or None when the model has none (or no user was given)."""
-        if not self.uses_user_token:
-            if users is not None and any(user is not None for user in users):
-                raise ValueError(
-                    "a user was given, but this model has no user token (num_user_buckets=0): it recommends from "
-                    "the history alone, so the user would change nothing; leave the user out"
-                )
-            return None
-        if users is None or any(user is None for user in users):
-            warnings.warn(
-                "this model was trained with a user token (num_user_buckets="
-                f"{self.tokenizer.num_user_buckets}) and is evaluated with it; pass user=<raw user id> to be "
-                "served the same way. Recommending from the history alone.",
-                UserWarning,
-                stacklevel=3,
-            )
-            return None
-        if len(users) != count:
-            raise ValueError(f"got {len(users)} users for {count} histories; pass one user per history")
-        if not self.user_index_of:
-            raise ValueError(f"this model directory has no {USERS_FILE}: raw user ids cannot be mapped to tokens")
-        unknown = [user for user in users if str(user) not in self.user_index_of]
-        if unknown:
-            raise ValueError(
-                f"unknown user id(s) {unknown[:5]}: not among the {len(self.user_index_of)} users this model was "
-                f"trained on (see {USERS_FILE}); pass user=None for a new user"
-            )
-        return [self.user_index_of[str(user)] for user in users]
-
-    def recommend_batch(
-        self,
-        histories: list[list[str | int]],
-        users: list[str | int | None] | None = None,
-        top_k: int = 10,
-        num_beams: int | None = None,
-        exclude_history: bool = False,
-    ) -> list[list[Recommendation]]:
-        """Top-``top_k`` items for each history of raw item ids (oldest first), one list per history.
-
-        ``exclude_history`` (default False, as evaluated: a user may come back to an item) drops the
-        user's own items; the beams that remain are returned, so a list may then hold fewer than
-        ``top_k`` items (raise ``num_beams`` for more).
-        """
-        top_k = check_count(top_k, "top_k", "items")
-        num_beams = check_count(num_beams, "num_beams", "beams") if num_beams is not None else None
-        if isinstance(histories, (str, bytes)) or not hasattr(histories, "__len__") or len(histories) == 0:
-            raise ValueError(
-                f"histories must be a non-empty list of histories (lists of raw item ids), got {histories!r}"
-            )
-        indices = [self.to_indices(history, row) for row, history in enumerate(histories)]
-        user_indices = self.to_user_indices(users, len(histories))
-        if self.ranks_items:  # full ranking over the catalogue: no beams, the history excluded by the model itself
-            if num_beams is not None:
-                raise ValueError(
-                    "num_beams sets beam search; this model (SASRec) ranks the whole catalogue: leave it out"
-                )
-            result = self.model.recommend(
-                indices, top_k=min(top_k, len(self.item_ids)), exclude_history=exclude_history
-            )
-            return self._rows(result, indices, exclude_history=False, top_k=top_k)
-        num_beams = num_beams or self.model.generation_config.num_beams
-        if top_k > num_beams:  # with exclude_history too: the list would silently come back short
-            raise ValueError(
-                f"top_k={top_k} exceeds num_beams={num_beams}: beam search returns at most one item per beam; "
-                f"pass num_beams >= {top_k}"
-            )
-        wanted = num_beams if exclude_history else top_k
-        result = self.model.recommend(indices, self.tokenizer, top_k=wanted, num_beams=num_beams, users=user_indices)
-        return self._rows(result, indices, exclude_history, top_k)
-
-    def _rows(self, result, indices: list[list[int]], exclude_history: bool, top_k: int) -> list[list[Recommendation]]:
-        """Recommendation rows per history from a model's ranked indices and scores (history items dropped if asked)."""
-        lists = []
-        for row, history in enumerate(indices):
-            seen = set(history) if exclude_history else set()
-            pairs = [
-                (item, score)
-                for item, score in zip(result.items[row].tolist(), result.scores[row].tolist())
-                if item >= 0 and item not in seen
-            ][:top_k]
-            lists.append(
-                [
-                    Recommendation(rank=rank, item_id=self.item_ids[item], title=self.titles[item], score=score)
-                    for rank, (item, score) in enumerate(pairs, start=1)
-                ]
-            )
-        return lists
-
-    def recommend(
-        self,
-        history: list[str | int],
-        top_k: int = 10,
-        num_beams: int | None = None,
-        user: str | int | None = None,
-        exclude_history: bool = False,
-    ) -> list[Recommendation]:
-        """Top-``top_k`` items for one history of raw item ids (oldest first); see :meth:`recommend_batch`."""
-        users = [user] if user is not None else None
-        return self.recommend_batch(
-            [history], users, top_k=top_k, num_beams=num_beams, exclude_history=exclude_history
-        )[0]
