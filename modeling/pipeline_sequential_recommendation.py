@@ -48,12 +48,12 @@ def _read_table(model, filename: str, key: str) -> list[dict] | None:
         path = os.path.join(source, filename)
         if not os.path.isfile(path):
             return None
-    else:  # a Hub repository id: the file of the revision the model was loaded from
+    else:  # a Hub repository id; its default revision, since a loaded model does not say which revision it is
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError
 
         try:
-            path = hf_hub_download(source, filename, revision=getattr(model.config, "_commit_hash", None))
+            path = hf_hub_download(source, filename)
         except EntryNotFoundError:
             return None
     rows = []

@@ -312,3 +312,19 @@ print(json.dumps(got))
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["sid"] == want["sid"] and got["sasrec"] == want["sasrec"]
     assert got["sid_title_error"].startswith("history 0: unknown title 'No Such Gadget'")
+
+
+@pytest.mark.slow
+def test_a_sasrec_pipeline_from_the_hub_reads_its_item_table_there(hub_server, sasrec_pipe, sasrec_users, tmp_path):
+    """SASRec has no tokenizer: loaded by repository id, the pipeline downloads items.jsonl from the repository."""
+    from huggingface_hub import HfApi
+
+    directory = tmp_path / "sasrec"
+    sasrec_pipe.save_pretrained(directory)
+    repo_id = f"{hub_server.user}/tiny-sasrec-pipeline"
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True)
+    api.upload_folder(folder_path=str(directory), repo_id=repo_id)
+    pipe = pipeline(model=repo_id, trust_remote_code=True)
+    assert type(pipe).__module__.startswith("transformers_modules")
+    assert pipe(sasrec_users[:3], top_k=5) == sasrec_pipe(sasrec_users[:3], top_k=5)
