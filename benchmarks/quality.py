@@ -32,7 +32,10 @@ protocol's, e.g. ``tiger,sasrec``) and ``<!-- /results -->`` in the README and t
 mean and standard deviation over seeds, the change of
 Recall@10 against TIGER and a paired randomization test over users on Recall@10 (per-user hits
 averaged over seeds). It also fills every ``<!-- speed:<file stem> -->`` block from
-``benchmarks/results/<file stem>.json`` (``speed_tables.py``: the serving matrix, the scale pipeline).
+``benchmarks/results/<file stem>.json`` (``speed_tables.py``: the serving matrix, the scale pipeline), and
+every ``<!-- checkpoints -->`` block (``<!-- checkpoints:<name>,... -->`` for some) with the shipped checkpoints
+of ``checkpoints/`` and their numbers, read from their cards and harness rows (``checkpoint_tables.py``; the
+checkpoints' own ``checkpoints/README.md`` is rendered too).
 No number in those tables is typed by hand (``tests/test_quality.py``).
 """
 

@@ -4,8 +4,9 @@ Each table reads the rows of ``benchmarks/results/<dataset>.jsonl`` and the runs
 standard deviation over seeds, the relative change against a baseline and a paired randomization test over
 users, whose per-user Recall@10 and NDCG@10 come from ``training.metrics`` (the numbers a run reports are the
 means of the same per-user values). ``render_readme`` fills every ``<!-- results:... -->`` block of a page
-(the block grammar is in ``quality.py --help``) and every ``<!-- speed:... -->`` block (``speed_tables.py``);
-``render_pages`` does it for the README and every docs page. No number in those tables is typed by hand.
+(the block grammar is in ``quality.py --help``), every ``<!-- speed:... -->`` block (``speed_tables.py``) and
+every ``<!-- checkpoints -->`` block (``checkpoint_tables.py``); ``render_pages`` does it for the README, every
+docs page and ``checkpoints/README.md``. No number in those tables is typed by hand.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+from checkpoint_tables import checkpoints_table  # a sibling script
 from quality_runner import RESULTS, ROOT, load_ranks, read_results  # a sibling script
 from speed_tables import render_speed_table  # a sibling script
 
@@ -296,7 +298,8 @@ def replace_blocks(text: str, opening: str, closing: str, render) -> str:
 
 
 def render_readme(text: str, results_dir: Path = RESULTS) -> str:
-    """``text`` with every ``<!-- results:... -->`` and ``<!-- speed:... -->`` block re-rendered from the files."""
+    """``text`` with every ``<!-- results:... -->``, ``<!-- speed:... -->`` and ``<!-- checkpoints -->`` block
+    re-rendered from the files (the checkpoints from ``checkpoints/``, whatever ``results_dir`` is)."""
 
     def results_block(key: str) -> str:
         dataset, budget, *rest = key.split(":")
@@ -315,8 +318,12 @@ def render_readme(text: str, results_dir: Path = RESULTS) -> str:
         baselines = tuple(rest[2].split(",")) if len(rest) > 2 else None  # e.g. ``tiger,sasrec``
         return render_table(rows, dataset, budget, protocol, results_dir, baselines)
 
+    def checkpoints_block(key: str) -> str:  # ``checkpoints`` (all) or ``checkpoints:a,b``
+        return checkpoints_table(key.removeprefix(":"))
+
     text = replace_blocks(text, "<!-- results:", "<!-- /results -->", results_block)
-    return replace_blocks(text, "<!-- speed:", "<!-- /speed -->", lambda stem: render_speed_table(stem, results_dir))
+    text = replace_blocks(text, "<!-- speed:", "<!-- /speed -->", lambda stem: render_speed_table(stem, results_dir))
+    return replace_blocks(text, "<!-- checkpoints", "<!-- /checkpoints -->", checkpoints_block)
 
 
 def render_pages(write: bool = True) -> list[Path]:
@@ -332,7 +339,8 @@ def render_pages(write: bool = True) -> list[Path]:
 
 
 def pages_with_tables() -> dict[Path, str]:
-    """The README and every docs page that holds a results block, with the text read once."""
-    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
-    texts = {page: page.read_text() for page in pages}
-    return {page: text for page, text in texts.items() if "<!-- results:" in text or "<!-- speed:" in text}
+    """The README, every docs page and the checkpoints' README that hold a block, with the text read once."""
+    pages = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "checkpoints" / "README.md"]
+    texts = {page: page.read_text() for page in pages if page.exists()}
+    openings = ("<!-- results:", "<!-- speed:", "<!-- checkpoints")
+    return {page: text for page, text in texts.items() if any(opening in text for opening in openings)}

@@ -10,6 +10,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from transformers import AutoModel, AutoTokenizer
 
+from .checkpoints import CHECKPOINTS_DIR
 from .modeling.raw_id_recommender import ITEM_RANKERS, RawIdRecommender, Recommendation
 from .training.data.item_table import ITEMS_FILE, read_item_table, read_user_table
 from .training.errors import ModelDirectoryError
@@ -30,12 +31,17 @@ def _model_type(directory: Path) -> str | None:
 
 
 def resolve_model_directory(name: str | Path, revision: str | None = None) -> Path:
-    """A local model directory, or a Hub repository id (``owner/name``) downloaded into the Hub cache.
+    """A local model directory, a checkpoint shipped with sidrec by name, or a Hub repository id (``owner/name``).
 
-    ``from_pretrained`` takes both; so does every sidrec entry that loads a saved model. A name that is
-    neither an existing folder nor a repository id is an error that says which it was taken for.
+    ``from_pretrained`` takes both; so does every sidrec entry that loads a saved model. A shipped checkpoint's
+    name (``scientific-tiger``: ``sidrec.checkpoints``) is its installed folder unless a local folder of that name
+    exists. A name that is neither an existing folder nor a repository id is an error that says which it was
+    taken for.
     """
     path = Path(name)
+    shipped = CHECKPOINTS_DIR / str(name)
+    if not path.exists() and "/" not in str(name) and (shipped / "config.json").is_file():
+        return shipped
     if path.exists() or not _REPO_ID.match(str(name)):
         return path
     from huggingface_hub import snapshot_download
