@@ -12,7 +12,6 @@ only turns the run into template variables.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -29,7 +28,6 @@ from .card_parts import (
     _dataset_info,
     _eval_results,
     _fmt,
-    _known_keys,
     _method,
     _plot_source,
 )
@@ -37,6 +35,8 @@ from .plots import plot_training
 
 TEMPLATE_PATH = Path(__file__).with_name("template.md")
 ADAPTER_TEMPLATE_PATH = Path(__file__).with_name("adapter_template.md")
+# Methods the card template describes in words of its own; any other method's settings are listed.
+TEMPLATE_METHODS = ("diger", "soda", "dmrec")
 ADAPTER_DIR = "adapter"  # a PEFT run's adapter, beside the merged model in model/
 CARD_FILE = "README.md"
 # The card's level-2 headings, in order (the tests check every one is rendered).
@@ -293,16 +293,6 @@ print(result.items[0].tolist())"""
     return with_sidrec, remote_code
 
 
-def _dmrec_settings(recipe: dict[str, Any]) -> dict[str, Any] | None:
-    """The DMRec section merged with its objective's strategy and beta, or None for other methods."""
-    section = recipe.get("dmrec") or {}
-    if not section.get("enabled"):
-        return None
-    objective = (recipe.get("training", {}).get("objectives") or {}).get("dmrec") or {}
-    options = objective if isinstance(objective, dict) else {"weight": objective}
-    return {"strategy": "mddm", "beta": 0.5, "weight": 1.0, **section, **options}
-
-
 def _finetune_settings(run_dir: Path, recipe: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any] | None:
     """What a fine-tuning run started from and how much it trained, or None for a run built from scratch."""
     section = recipe.get("finetune") or {}
@@ -332,24 +322,16 @@ def _method_tags(context: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys([*families, context["method_id"]]))
 
 
-def _soda_settings(recipe: dict[str, Any]) -> dict[str, Any] | None:
-    """The SODA objective's options (defaults filled in), or None when the run does not use it."""
-    objectives = (recipe.get("training") or {}).get("objectives") or {}
-    if "soda" not in objectives:
-        return None
-    options = objectives["soda"] if isinstance(objectives["soda"], dict) else {"weight": objectives["soda"]}
-    return {"weight": 1.0, "temperature": 1.0, "direction": "item_to_user", "negatives": "in_batch", **options}
+def _method_settings(recipe: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each registered method's settings for the card (its ``card_settings`` hook), for the methods the run uses."""
+    from ..training.registry import registered_methods
 
-
-def _joint_settings(recipe: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``joint:`` section with its mode-dependent defaults resolved, or None without joint training."""
-    from ..training.methods.diger import JointRecipe
-
-    joint = recipe.get("joint") or {}
-    if not joint.get("enabled"):
-        return None
-    section = JointRecipe(**_known_keys(joint, JointRecipe))
-    return {**dataclasses.asdict(section), **section.resolved()}
+    settings = {}
+    for method in registered_methods():
+        found = method.card_settings(recipe) if method.card_settings is not None else None
+        if found is not None:
+            settings[method.name] = found
+    return settings
 
 
 def _context(
@@ -377,13 +359,16 @@ def _method_context(run_dir: Path, metrics: dict[str, Any], recipe: dict[str, An
     method_id, method = _method(recipe)
     joint = recipe.get("joint", {}) or {}
     training = recipe.get("training", {})
+    settings = _method_settings(recipe)
     return {
         "method": method,
         "method_id": method_id,
         # frozen codes in a joint model are TIGER's
-        "joint": _joint_settings(recipe) if method_id.startswith("diger") else None,
-        "soda": _soda_settings(recipe),
-        "dmrec": _dmrec_settings(recipe),
+        "joint": settings.get("diger") if method_id.startswith("diger") else None,
+        "soda": settings.get("soda"),
+        "dmrec": settings.get("dmrec"),
+        # methods the template has no words of its own for: their settings, listed
+        "other_methods": {name: _options(found) for name, found in settings.items() if name not in TEMPLATE_METHODS},
         "finetune": _finetune_settings(run_dir, recipe, metrics),
         "noise_strategy": NOISE_STRATEGIES.get(str(joint.get("uncertainty_decay")), joint.get("uncertainty_decay")),
         "decay_options": _options(joint.get("decay_options") or {}),

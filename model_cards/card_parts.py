@@ -91,20 +91,23 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def _method(recipe: dict[str, Any]) -> tuple[str, str]:
     """(short name, display label) of the method, named from the recipe by the library's own rule.
 
-    ``sidrec.training.methods.method_name`` reads the recipe's sections, so a SODA run over frozen
+    ``sidrec.training.registry.method_name`` reads the recipe's sections, so a SODA run over frozen
     codes is ``tiger+soda`` (TIGER + SODA), never DIGER.
     """
     from ..training.errors import RecipeError
-    from ..training.methods import method_name
     from ..training.recipe import Recipe, recipe_from_dict
+    from ..training.registry import method_name, recipe_sections
 
+    sections = recipe_sections()
+    known = _known_keys({k: v for k, v in recipe.items() if k not in sections}, Recipe)
+    known.update({k: _known_keys(v, sections[k]) for k, v in recipe.items() if k in sections})
     try:  # a recipe.yaml from an older sidrec may hold keys since removed: they named no method
-        name = method_name(recipe_from_dict(_known_keys(recipe, Recipe)))
+        name = method_name(recipe_from_dict(known))
     except (RecipeError, TypeError):
         name = "diger-end-to-end" if (recipe.get("joint") or {}).get("enabled") else "tiger"
-    base, _, plug_in = name.partition("+")
+    base, *plug_ins = name.split("+")
     label = "DIGER" if base.startswith("diger") else METHOD_LABELS.get(base, base.upper())
-    return name, label + (" + SODA" if plug_in == "soda" else "")
+    return name, " + ".join([label, *(plug_in.upper() for plug_in in plug_ins)])
 
 
 def _known_keys(values: Any, cls: type) -> Any:

@@ -1,8 +1,8 @@
 """The house rules, checked on the source: no import cycles, Hub-portable folders, one method per room.
 
-Imports are read with ``ast`` from every module of the four code folders (function-local imports
-included, ``if TYPE_CHECKING:`` blocks left out since they never run), resolved to module names,
-and the graph is searched for cycles. An implicit parent-package import (importing ``a.b.c`` runs
+Imports are read with ``ast`` from every module of the code folders (function-local imports and
+``if TYPE_CHECKING:`` blocks included: an import made only for a type hint still ties the two modules
+together), resolved to module names, and the graph is searched for cycles. An implicit parent-package import (importing ``a.b.c`` runs
 ``a/b/__init__``) is not an edge: Python handles it, and counting it would make every package
 that imports its own members cyclic.
 """
@@ -36,13 +36,6 @@ def source_modules() -> dict[str, Path]:
     return modules
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def imported_names(module: str, path: Path) -> list[tuple[str, list[str]]]:
     """(absolute module, imported names) for every import that can run."""
     tree = ast.parse(path.read_text())
@@ -50,10 +43,6 @@ def imported_names(module: str, path: Path) -> list[tuple[str, list[str]]]:
     found = []
 
     def visit(node):
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             found.extend((alias.name, []) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -76,11 +65,12 @@ def import_graph() -> dict[str, set[str]]:
     graph = {name: set() for name in modules}
     for name, path in modules.items():
         for target, names in imported_names(name, path):
-            for candidate in [f"{target}.{n}" for n in names] + [target]:
-                if candidate in modules and candidate != name:
-                    graph[name].add(candidate)
-                    if candidate != target:  # `from pkg import submodule`: the submodule, not pkg itself
-                        break
+            # `from pkg import a, b`: each name that is a submodule is an edge to it; pkg itself only
+            # when some name is not a submodule (a function or class defined in pkg)
+            submodules = {f"{target}.{n}" for n in names} & modules.keys()
+            if len(submodules) < max(len(names), 1) and target in modules:
+                submodules.add(target)
+            graph[name].update(submodules - {name})
     return graph
 
 
@@ -120,6 +110,18 @@ def test_the_package_has_no_import_cycle():
     assert "sidrec.training.methods.diger" in graph["sidrec.training.methods"]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_recipe_schema_and_the_run_loop_import_no_method():
+    """Methods plug in through the registry: the schema and the core stages never name one."""
+    modules = source_modules()
+    core = ["recipe", "registry", "objectives", "pipeline", "tasks", "semantic_id_task"]
+    core += [f"stages.{path.stem}" for path in (ROOT / "training" / "stages").glob("*.py") if path.stem != "__init__"]
+    for short in core:
+        name = f"sidrec.training.{short}"
+        for target, names in imported_names(name, modules[name]):
+            reached = [target, *(f"{target}.{n}" for n in names)]
+            assert not any(m.startswith("sidrec.training.methods") for m in reached), f"{name} imports {target}"
 
 
 @pytest.mark.parametrize("folder", ["modeling", "tokenization"])

@@ -15,10 +15,10 @@ from sidrec.modeling.configuration_sid_t5 import NUM_SPECIAL_TOKENS
 from sidrec.tokenization.balanced_assignment import balanced_codes, centre_distances, sinkhorn_plan
 from sidrec.tokenization.semantic_codes import code_churn, code_statistics
 from sidrec.training.errors import RecipeError
-from sidrec.training.methods import check_method_settings, method_name
+from sidrec.training.methods import method_name
 from sidrec.training.methods.diger import JointSIDT5
 from sidrec.training.methods.diger.uncertainty_decay import build_uncertainty_decay
-from sidrec.training.recipe import load_recipe
+from sidrec.training.recipe import check_method_settings, load_recipe
 
 from .conftest import ROOT, tiny_config
 from .test_joint import train_batch

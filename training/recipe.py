@@ -1,9 +1,10 @@
 """YAML recipes: one file per method x data set, with command-line overrides, and their rules.
 
 Every section is a dataclass, so an unknown or misspelt key is an error that names the key, the
-section and the closest valid key, instead of a silently ignored setting. A method's own section
-lives in its module (``methods/diger``, ``methods/dmrec``); :func:`check_recipe` applies every
-rule that spans sections before any work is done.
+section and the closest valid key, instead of a silently ignored setting. This module names no
+method: each method's section and rules live in its own module and reach the schema through the
+method registry (``registry.py``); :func:`check_recipe` applies the core's rules, then every
+method's, before any work is done.
 """
 
 from __future__ import annotations
@@ -21,12 +22,9 @@ import yaml
 
 from .data import DataConfig
 from .errors import RecipeError
-from .methods import check_method_settings
-from .methods.diger import JointRecipe
-from .methods.dmrec import DMRecRecipe, MultVAERecipe
-from .methods.letter import LetterRecipe
-from .methods.sasrec import SASRecRecipe
+from .objectives import build_objectives
 from .recipe_files import read_recipe_values
+from .registry import first_answer, method_name, recipe_sections, registered_methods
 
 TASKS = ("sequential", "collaborative")
 QUANTIZER_METHODS = ("rqvae", "rq_kmeans")
@@ -154,8 +152,21 @@ class EvaluationRecipe:
     exclude_history: bool = False
 
 
+# The core's sections, in the order a saved recipe lists them; the methods' sections come after ``training``.
+CORE_BEFORE_METHODS = ("name", "task", "seed", "output_dir", "data", "embeddings", "quantizer", "model", "training")
+
+
+def default_method_sections() -> dict[str, Any]:
+    """Every registered method's recipe section with its defaults (a method is off until its recipe says so)."""
+    return {name: cls() for name, cls in recipe_sections().items()}
+
+
 @dataclass
 class Recipe:
+    """A run's settings. The core sections are fields; each method's section (``recipe.joint``,
+    ``recipe.sasrec``, ...) lives in ``sections``, collected from the method registry, and reads as an
+    attribute like the others."""
+
     name: str = "recipe"
     task: str = "sequential"  # sequential: next-SID generation; collaborative: DMRec's Mult-VAE setting
     seed: int = 42
@@ -165,30 +176,40 @@ class Recipe:
     quantizer: QuantizerRecipe = field(default_factory=QuantizerRecipe)
     model: ModelRecipe = field(default_factory=ModelRecipe)
     training: TrainingRecipe = field(default_factory=TrainingRecipe)
-    joint: JointRecipe = field(default_factory=JointRecipe)
-    letter: LetterRecipe = field(default_factory=LetterRecipe)
-    dmrec: DMRecRecipe = field(default_factory=DMRecRecipe)
-    mult_vae: MultVAERecipe = field(default_factory=MultVAERecipe)
-    sasrec: SASRecRecipe = field(default_factory=SASRecRecipe)
     finetune: FinetuneRecipe = field(default_factory=FinetuneRecipe)
     evaluation: EvaluationRecipe = field(default_factory=EvaluationRecipe)
+    sections: dict[str, Any] = field(default_factory=default_method_sections, repr=False)
+
+    def __getattr__(self, key: str) -> Any:
+        """A method's section by its name (only reached when ``key`` is not a core field)."""
+        sections = self.__dict__.get("sections")
+        if sections is not None and key in sections:
+            return sections[key]
+        raise AttributeError(f"recipe has no section {key!r} (no registered method declares one)")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The resolved recipe as plain values: core sections, then each method's, then finetune, evaluation."""
+        core = {f.name: dataclasses.asdict(self)[f.name] for f in dataclasses.fields(self) if f.name != "sections"}
+        values = {key: core[key] for key in CORE_BEFORE_METHODS}
+        values.update({name: dataclasses.asdict(section) for name, section in self.sections.items()})
+        values.update(finetune=core["finetune"], evaluation=core["evaluation"])
+        return values
 
 
-def _build(cls, values: dict[str, Any], where: str):
+def _build(cls, values: dict[str, Any], where: str, extra_keys: Any = ()):
+    """``cls`` from a mapping; ``extra_keys`` are valid here too (the methods' sections, at the top level)."""
     if not isinstance(values, dict):
         raise RecipeError(f"recipe section {where or 'top level'} must be a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "sections"}
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
+            valid = [*fields, *extra_keys]
+            close = difflib.get_close_matches(str(key), valid, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise RecipeError(
                 f"unknown recipe key {where + '.' if where else ''}{key}.{hint} "
-                f"Valid keys{' in ' + where if where else ''}: {', '.join(sorted(fields))}"
+                f"Valid keys{' in ' + where if where else ''}: {', '.join(sorted(valid))}"
             )
         default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else None
         name = f"{where}.{key}" if where else key
@@ -257,8 +278,21 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def recipe_from_dict(values: dict[str, Any]) -> Recipe:
-    """Build a :class:`Recipe`, rejecting unknown keys with a hint."""
-    recipe = _build(Recipe, values, "")
+    """Build a :class:`Recipe`, rejecting unknown keys with a hint (method sections come from the registry)."""
+    if not isinstance(values, dict):
+        raise RecipeError(f"recipe section top level must be a mapping, got {type(values).__name__}")
+    known = recipe_sections()
+    core = {key: value for key, value in values.items() if key not in known}
+    if "sections" in core:
+        raise RecipeError("unknown recipe key sections: method sections are top-level keys (e.g. joint: {...})")
+    recipe = _build(Recipe, core, "", extra_keys=known)
+    for key, value in values.items():
+        if key in known:
+            if not isinstance(value, dict):
+                raise RecipeError(
+                    f"recipe section {key} must be a mapping of its keys (e.g. {key}: {{...}}), got {value!r}"
+                )
+            recipe.sections[key] = _build(known[key], value, key)
     if not isinstance(recipe.data, DataConfig):
         raise RecipeError("recipe key data must be a mapping with at least `path`")
     if recipe.task not in TASKS:
@@ -298,7 +332,7 @@ def collaborative_recipe(recipe: Recipe) -> Recipe:
     """
     path = Path(recipe.embeddings.collaborative_recipe)
     sasrec = load_recipe(path)
-    if not sasrec.sasrec.enabled:
+    if not method_name(sasrec).startswith("sasrec"):  # the item table collaborative codes read
         raise RecipeError(
             f"embeddings.collaborative_recipe={path} does not train a SASRec (sasrec.enabled is false): name a "
             "SASRec recipe such as configs/scientific-sasrec.yaml"
@@ -320,13 +354,9 @@ def check_recipe(recipe: Recipe) -> None:
             "finetune.peft and finetune.train_last adapt a saved model: set finetune.from_model to its "
             "directory (e.g. runs/scientific-window-base/model)"
         )
-    if finetune.from_model and recipe.joint.enabled:
-        raise RecipeError(
-            "finetune.from_model keeps the saved model's codes: it cannot be combined with joint.enabled (DIGER)"
-        )
     if finetune.peft is not None:
         peft_config(finetune.peft)  # a bad method or option fails here, not after loading the data
-    generative = recipe.task == "sequential" and not recipe.sasrec.enabled
+    generative = recipe.task == "sequential" and first_answer("task", recipe) is None  # beam search over codes
     if recipe.model.attn_implementation not in ATTENTION_KERNELS:
         raise RecipeError(
             f"model.attn_implementation must be one of {ATTENTION_KERNELS}, got {recipe.model.attn_implementation!r}"
@@ -342,12 +372,6 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError(
             f"evaluation.ks must include {needed}: early stopping follows validation {metric}; got {e.ks}"
         )
-    if e.exclude_history and not (recipe.task == "sequential" and recipe.sasrec.enabled):
-        raise RecipeError(
-            "evaluation.exclude_history ranks without the user's own items, which only SASRec's full ranking "
-            "supports (the generative models' beam search and Mult-VAE's item sets have their own protocols): "
-            "set sasrec.enabled: true or drop evaluation.exclude_history"
-        )
     if generative and max(e.ks) > e.num_beams:
         raise RecipeError(
             f"evaluation.ks reaches {max(e.ks)} but beam search returns evaluation.num_beams={e.num_beams} items "
@@ -355,18 +379,8 @@ def check_recipe(recipe: Recipe) -> None:
         )
     if recipe.quantizer.codes_from and not generative:
         raise RecipeError("quantizer.codes_from gives a semantic-ID model its codes; this recipe trains none")
-    if recipe.quantizer.codes_from:
-        taken = {
-            "joint.enabled (DIGER and SODA train the codes they read)": recipe.joint.enabled,
-            "letter.enabled (LETTER fits its own codes)": recipe.letter.enabled,
-            "finetune.from_model (the saved model brings its own codes)": bool(finetune.from_model),
-        }
-        clash = [name for name, on in taken.items() if on]
-        if clash:
-            raise RecipeError(
-                f"quantizer.codes_from takes a saved run's codes as they are; it cannot be combined with "
-                f"{', '.join(clash)}: drop one of the two"
-            )
+    if recipe.quantizer.codes_from and finetune.from_model:
+        refuse_with_codes_from("finetune.from_model (the saved model brings its own codes)")
     if recipe.quantizer.method not in QUANTIZER_METHODS:
         raise RecipeError(f"quantizer.method must be one of {QUANTIZER_METHODS}, got {recipe.quantizer.method!r}")
     rqvae = recipe.quantizer.method == "rqvae"
@@ -376,6 +390,31 @@ def check_recipe(recipe: Recipe) -> None:
     _check_embedding_source(recipe)
     _check_keep_shards(recipe)
     check_method_settings(recipe)
+
+
+def check_method_settings(recipe: Recipe) -> dict[str, Any]:
+    """Every registered method's own rules, in the order they registered; returns the recipe's objectives."""
+    objectives = build_objectives(recipe.training.objectives)
+    for method in registered_methods():
+        if method.check is not None:
+            method.check(recipe, objectives)
+    return objectives
+
+
+def refuse_with_codes_from(setting: str) -> None:
+    """``quantizer.codes_from`` takes a saved run's codes as they are: a method that makes its own refuses it."""
+    raise RecipeError(
+        f"quantizer.codes_from takes a saved run's codes as they are; it cannot be combined with {setting}: "
+        "drop one of the two"
+    )
+
+
+def refuse_keep_shards(setting: str) -> None:
+    """``embeddings.keep_shards`` leaves the table on disk: a method that holds the whole table refuses it."""
+    raise RecipeError(
+        f"embeddings.keep_shards serves TIGER's text codes only; this recipe also sets {setting}, which needs the "
+        "whole table in memory: set embeddings.keep_shards: false"
+    )
 
 
 # Settings that count something: (section, key, smallest sensible value, what it counts). Checked as exact
@@ -423,19 +462,12 @@ def _check_keep_shards(recipe: Recipe) -> None:
     if not recipe.embeddings.keep_shards:
         return
     holders = {
-        "joint.enabled (DIGER re-encodes the catalogue every epoch)": recipe.joint.enabled,
-        "dmrec.enabled (its meta-network reads every history item's embedding)": recipe.dmrec.enabled,
-        "letter.enabled": recipe.letter.enabled,
         f"embeddings.source={recipe.embeddings.source!r}": recipe.embeddings.source != "text",
         f"task={recipe.task!r}": recipe.task != "sequential",
-        "sasrec.enabled": recipe.sasrec.enabled,
     }
     held = [name for name, on in holders.items() if on]
-    if held:
-        raise RecipeError(
-            f"embeddings.keep_shards serves TIGER's text codes only; this recipe also sets {', '.join(held)}, "
-            "which needs the whole table in memory: set embeddings.keep_shards: false"
-        )
+    if held:  # the methods that hold the table refuse it in their own rules
+        refuse_keep_shards(", ".join(held))
 
 
 def _check_embedding_source(recipe: Recipe) -> None:

@@ -11,21 +11,31 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from transformers import set_seed
 
 from ...modeling.configuration_dmrec_t5 import DMRecT5Config
 from ...modeling.configuration_mult_vae import MultVAEConfig
 from ...modeling.gaussian_matching import MATCHING_STRATEGIES, matching_loss
 from ...modeling.modeling_dmrec_t5 import DMRecT5ForConditionalGeneration
 from ...modeling.modeling_mult_vae import MultVAEForCollaborativeFiltering
+from ..data import load_sequential_data, random_split
+from ..data.item_sets import ItemSetCollator
 from ..errors import RecipeError
 from ..objectives import Objective, build_objectives, register_objective
+from ..ranking import ItemSetRanker
+from ..recipe import Recipe, refuse_keep_shards
+from ..registry import SOURCE_SUFFIXES, Method, register_method
+from ..stages.codes import embed_catalogue
+from ..stages.models import BuiltModel, ModelParts
+from ..stages.run_dir import atomic_directory
+from ..tasks import PreparedRun, Task
 
 if TYPE_CHECKING:
     from ...modeling.configuration_sid_t5 import SIDT5Config
-    from ..recipe import Recipe
 
 
 @dataclass
@@ -107,6 +117,8 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
         )
     if recipe.dmrec.enabled and recipe.joint.enabled:
         raise RecipeError("dmrec.enabled and joint.enabled cannot be combined yet: DMRec-T5 trains over static codes")
+    if recipe.dmrec.enabled and recipe.embeddings.keep_shards:
+        refuse_keep_shards("dmrec.enabled (its meta-network reads every history item's embedding)")
     if recipe.dmrec.enabled and "dmrec" not in objectives:
         raise RecipeError(
             "dmrec.enabled without the `dmrec` objective leaves the Gaussians unregularised: add "
@@ -160,3 +172,101 @@ def build_mult_vae(recipe: Recipe, num_items: int, embeddings: torch.Tensor | No
     if embeddings is not None:
         model.set_item_text_embeddings(embeddings)
     return model
+
+
+class MultVAETask(Task):
+    """DMRec's paper setting: Mult-VAE on a random 3:1:1 split, ranked over every item not trained on."""
+
+    best_metric = "recall@20"
+
+    def prepare(self, recipe: Recipe, verbose: bool, say, resume_from: str | None) -> PreparedRun:
+        objective = collaborative_objective(recipe)
+        data = load_sequential_data(recipe.data, verbose=verbose)
+        splits = random_split(data.sequences, tuple(recipe.mult_vae.split), seed=recipe.seed)
+        held_out = ", ".join(
+            f"{name} {sum(map(len, splits[name]['held_out'])):,}" for name in ("train", "validation", "test")
+        )
+        say(f"random {':'.join(map(str, recipe.mult_vae.split))} split: {held_out} interactions")
+        embeddings = embed_catalogue(recipe, data) if objective.strategy != "none" else None
+        set_seed(recipe.seed)
+        model = build_mult_vae(recipe, data.num_items, embeddings)
+        say(f"Mult-VAE ({objective.strategy}): {sum(p.numel() for p in model.parameters()):,} parameters")
+        batch_size = recipe.training.batch_size
+        every = -(-len(splits["train"]) // batch_size) * recipe.mult_vae.eval_every_epochs  # steps between evals
+        return PreparedRun(
+            model=model,
+            train=splits["train"],
+            validation=splits["validation"],
+            test=splits["test"],
+            collator=ItemSetCollator(),
+            trainer_options={"ranker": lambda trained: ItemSetRanker(trained, batch_size)},
+            arguments={
+                "eval_strategy": "steps",
+                "save_strategy": "steps",
+                "eval_steps": every,
+                "save_steps": every,
+                "metric_for_best_model": "recall@20",
+                "train_sampling_strategy": "random",
+                "per_device_eval_batch_size": batch_size,
+            },
+            state={"data": data, "objective": objective},
+        )
+
+    def metrics(self, recipe: Recipe, prepared: PreparedRun, trainer) -> dict:
+        data, objective = prepared.state["data"], prepared.state["objective"]
+        metrics = {f"data/{k}": v for k, v in data.stats().items() if not k.endswith("_examples")}
+        return {**metrics, "dmrec/strategy": objective.strategy, "dmrec/beta": objective.beta}
+
+    def save(self, recipe: Recipe, prepared: PreparedRun, output_dir: Path) -> dict:
+        with atomic_directory(output_dir / "model") as staging:
+            prepared.model.save_pretrained(str(staging))
+        return {}
+
+    def report(self, recipe: Recipe, prepared: PreparedRun, metrics: dict, card: Path, say) -> None:
+        ks, output_dir = recipe.evaluation.ks, Path(recipe.output_dir)
+        say(
+            f"\nTest, {len(prepared.test):,} users, all items not seen in training: "
+            + "  ".join(f"{name}@{k} {metrics[f'test/{name}@{k}']:.4f}" for name in ("recall", "ndcg") for k in ks)
+        )
+        say(f"Saved the model to {output_dir / 'model'}; metrics to {output_dir / 'metrics.json'}")
+
+
+def run_name(recipe: Recipe) -> str | None:
+    """``mult-vae[-strategy]`` for the collaborative task; ``dmrec-t5`` (with the codes' source suffix)."""
+    if recipe.task == "collaborative":
+        options = (recipe.training.objectives or {}).get("dmrec") or {}
+        strategy = options.get("strategy", "mddm") if isinstance(options, dict) else "mddm"
+        return "mult-vae" if strategy == "none" else f"mult-vae-{strategy}"
+    return "dmrec-t5" + SOURCE_SUFFIXES[recipe.embeddings.source] if recipe.dmrec.enabled else None
+
+
+def build_model(recipe: Recipe, parts: ModelParts) -> BuiltModel | None:
+    """DMRec-T5 over the fitted codes, carrying the items' text embeddings for its meta-network."""
+    if not recipe.dmrec.enabled:
+        return None
+    model = build_dmrec_t5(recipe, parts.config, parts.text)
+    return BuiltModel(model, parts.tokenizer, parts.fit.stats, parts.learning_rates)
+
+
+def card_settings(recipe: dict) -> dict | None:
+    """The DMRec section merged with its objective's strategy and beta, or None for other methods."""
+    section = recipe.get("dmrec") or {}
+    if not section.get("enabled"):
+        return None
+    objective = (recipe.get("training", {}).get("objectives") or {}).get("dmrec") or {}
+    options = objective if isinstance(objective, dict) else {"weight": objective}
+    return {"strategy": "mddm", "beta": 0.5, "weight": 1.0, **section, **options}
+
+
+METHOD = register_method(
+    Method(
+        name="dmrec",
+        sections={"dmrec": DMRecRecipe, "mult_vae": MultVAERecipe},
+        check=check_recipe,
+        run_name=run_name,
+        task=lambda recipe: MultVAETask() if recipe.task == "collaborative" else None,
+        reads_text=lambda recipe: recipe.dmrec.enabled,  # the meta-network, whatever the codes are made of
+        build_model=build_model,
+        card_settings=card_settings,
+    )
+)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ...tokenization.modeling_quantizer import SemanticIDQuantizer
 from ..errors import RecipeError
 from ..objectives import Objective, register_objective
+from ..registry import Method, register_method
 
 if TYPE_CHECKING:
     from ..recipe import Recipe
@@ -167,7 +168,21 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
         )
 
 
+# ETEGRec's own input is collaborative (``etegrec``); on text codes it is ``etegrec-text``.
+ETEGREC_SUFFIXES = {"text": "-text", "collaborative": "", "text+collaborative": "-textcf"}
+
+
+def run_name(recipe: Recipe) -> str | None:
+    """``etegrec`` when the joint model aligns the recommender with its tokenizer (``joint.alignment``)."""
+    joint = recipe.joint
+    return "etegrec" + ETEGREC_SUFFIXES[recipe.embeddings.source] if joint.enabled and joint.alignment else None
+
+
+# ETEGRec's section is DIGER's ``joint`` (the joint model it trains); it adds the alignment objectives and its name.
+METHOD = register_method(Method(name="etegrec", check=check_recipe, run_name=run_name))
+
 __all__ = [
+    "METHOD",
     "check_recipe",
     "AlignmentOutput",
     "PreferenceSemanticAlignmentObjective",

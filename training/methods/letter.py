@@ -27,6 +27,8 @@ from torch import nn
 
 from ...tokenization.kmeans import kmeans
 from ..errors import RecipeError
+from ..recipe import refuse_keep_shards, refuse_with_codes_from
+from ..registry import SOURCE_SUFFIXES, Method, register_method
 
 if TYPE_CHECKING:
     from ...tokenization.modeling_quantizer import QuantizerOutput, SemanticIDQuantizer
@@ -112,6 +114,10 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
     letter = recipe.letter
     if not letter.enabled:
         return
+    if recipe.quantizer.codes_from:
+        refuse_with_codes_from("letter.enabled (LETTER fits its own codes)")
+    if recipe.embeddings.keep_shards:
+        refuse_keep_shards("letter.enabled")
     if min(letter.collaborative_weight, letter.diversity_weight, letter.sinkhorn_epsilon) < 0:
         raise RecipeError("letter weights and sinkhorn_epsilon must be >= 0 (0 switches a term off)")
     if letter.diversity_groups < 1:
@@ -129,3 +135,30 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
             "letter fits the codes before training; it does not combine with DIGER's trained codes: set "
             "joint.trainable: false and joint.uncertainty_decay: none (the frozen codes SODA reads), or drop joint"
         )
+
+
+def run_name(recipe: Recipe) -> str | None:
+    """``letter`` (TIGER's recommender on LETTER's codes), with the codes' source suffix (``letter-textcf``)."""
+    return "letter" + SOURCE_SUFFIXES[recipe.embeddings.source] if recipe.letter.enabled else None
+
+
+def code_fit(recipe: Recipe, collaborative: torch.Tensor | None) -> dict | None:
+    """LETTER's losses for the RQ-VAE fit, with the last level balanced by Sinkhorn (its targets: the SASRec table)."""
+    if not recipe.letter.enabled:
+        return None
+    regularizer = LetterRegularizer(recipe.letter, collaborative, recipe.quantizer.latent_dim, seed=recipe.seed)
+    if recipe.letter.sinkhorn_epsilon > 0:
+        return {"regularizer": regularizer, "sinkhorn_epsilon": recipe.letter.sinkhorn_epsilon, "sinkhorn_levels": [-1]}
+    return {"regularizer": regularizer}
+
+
+METHOD = register_method(
+    Method(
+        name="letter",
+        sections={"letter": LetterRecipe},
+        check=check_recipe,
+        run_name=run_name,
+        needs_collaborative=lambda recipe: recipe.letter.enabled,
+        code_fit=code_fit,
+    )
+)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ...modeling.configuration_sid_t5 import NUM_SPECIAL_TOKENS
 from ..errors import RecipeError
 from ..objectives import Objective, register_objective
+from ..registry import Method, register_method
 
 if TYPE_CHECKING:
     from ..recipe import Recipe
@@ -139,3 +140,23 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
     soda = objectives.get("soda")
     if soda is not None and soda.negatives != "in_batch" and recipe.training.num_negatives < 1:
         raise RecipeError(f"soda negatives={soda.negatives!r} samples catalogue items: set training.num_negatives >= 1")
+
+
+def card_settings(recipe: dict) -> dict | None:
+    """The SODA objective's options (defaults filled in) for the model card, or None when the run does not use it."""
+    objectives = (recipe.get("training") or {}).get("objectives") or {}
+    if "soda" not in objectives:
+        return None
+    options = objectives["soda"] if isinstance(objectives["soda"], dict) else {"weight": objectives["soda"]}
+    return {"weight": 1.0, "temperature": 1.0, "direction": "item_to_user", "negatives": "in_batch", **options}
+
+
+METHOD = register_method(
+    Method(
+        name="soda",
+        check=check_recipe,
+        # a plug-in over any semantic-ID model: ``tiger+soda``, ``diger-...+soda``
+        name_suffix=lambda recipe: "+soda" if "soda" in (recipe.training.objectives or {}) else "",
+        card_settings=card_settings,
+    )
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import PartialState
@@ -16,8 +17,8 @@ from ..data import SequentialData
 from ..embeddings import EmbeddingShards, embed_texts, embeds_in_shards
 from ..finetune import check_same_catalogue, resolve_model_dir
 from ..fit_quantizer import QuantizerFit, fit_quantizer
-from ..methods.letter import LetterRegularizer
 from ..recipe import EmbeddingRecipe, Recipe
+from ..registry import any_method
 
 # QuantizerRecipe fields that are SemanticIDQuantizerConfig arguments (the rest drive the fit).
 QUANTIZER_ARCHITECTURE_KEYS = ("hidden_dims", "latent_dim", "num_levels", "codebook_size", "commitment_beta", "dropout")
@@ -47,31 +48,26 @@ def embed_catalogue(recipe: Recipe | EmbeddingRecipe, data: SequentialData) -> t
 
 
 def collaborative_embeddings(recipe: Recipe, data: SequentialData) -> torch.Tensor | None:
-    """The SASRec run's item table when the recipe reads it (a collaborative source or LETTER), loaded once."""
-    if "collaborative" not in recipe.embeddings.source and not recipe.letter.enabled:
+    """The SASRec run's item table when the recipe reads it (a collaborative source, or a method's code fit
+    that ``needs_collaborative``, LETTER's), loaded once."""
+    if "collaborative" not in recipe.embeddings.source and not any_method("needs_collaborative", recipe):
         return None
     return load_collaborative_embeddings(recipe.embeddings.collaborative_run, data.item_ids)
 
 
-def letter_regularizer(recipe: Recipe, collaborative: torch.Tensor | None) -> LetterRegularizer | None:
-    """LETTER's losses for the fit when ``letter.enabled`` (its collaborative targets: the SASRec run's table)."""
-    if not recipe.letter.enabled:
-        return None
-    return LetterRegularizer(recipe.letter, collaborative, recipe.quantizer.latent_dim, seed=recipe.seed)
-
-
 def build_codes(
-    recipe: Recipe, embeddings: torch.Tensor | EmbeddingShards, regularizer: LetterRegularizer | None = None
+    recipe: Recipe, embeddings: torch.Tensor | EmbeddingShards, method_fit: dict[str, Any] | None = None
 ) -> QuantizerFit:
     """Fit the RQ-VAE on the catalogue's embeddings and give every item a unique code.
 
-    With LETTER (``regularizer``) the fit adds its losses and balances the last level with Sinkhorn.
+    ``method_fit`` is a method's ``code_fit`` answer: a ``regularizer`` for the fit's loss and the Sinkhorn
+    balancing it wants (LETTER); otherwise ``quantizer.balance_last_level`` decides the balancing.
     """
     q = recipe.quantizer
-    balance = {}
-    if regularizer is not None and recipe.letter.sinkhorn_epsilon > 0:
-        balance = {"sinkhorn_epsilon": recipe.letter.sinkhorn_epsilon, "sinkhorn_levels": [-1]}
-    elif q.balance_last_level:
+    method_fit = dict(method_fit or {})
+    regularizer = method_fit.pop("regularizer", None)
+    balance = method_fit
+    if not balance and q.balance_last_level:
         balance = {"sinkhorn_epsilon": 0.003, "sinkhorn_levels": [-1]}
     architecture = {name: getattr(q, name) for name in QUANTIZER_ARCHITECTURE_KEYS}
     rq_kmeans = q.method == "rq_kmeans"
@@ -120,7 +116,11 @@ def codes_from_checkpoint(recipe: Recipe, data: SequentialData, checkpoint: str 
     """
     directory = Path(checkpoint) if checkpoint else None
     saved_files = ("item_codes.safetensors", "tokenizer_config.json")
-    if directory is None or recipe.joint.enabled or not all((directory / name).exists() for name in saved_files):
+    if (
+        directory is None
+        or any_method("living_codes", recipe)
+        or not all((directory / name).exists() for name in saved_files)
+    ):
         return None
     saved = SemanticIDTokenizer.from_pretrained(str(directory))
     q = recipe.quantizer

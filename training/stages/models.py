@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainerCallback, set_seed
 
 from ...modeling.configuration_sid_t5 import SIDT5Config
@@ -16,10 +17,10 @@ from ..collaborative import combine_embeddings
 from ..data import SequentialData
 from ..errors import RecipeError
 from ..finetune import load_base_model
-from ..methods import build_objectives
-from ..methods.diger import build_joint_model
-from ..methods.dmrec import build_dmrec_t5
+from ..fit_quantizer import QuantizerFit
+from ..objectives import build_objectives
 from ..recipe import Recipe
+from ..registry import any_method, first_answer
 from .codes import (
     build_codes,
     build_tokenizer,
@@ -27,7 +28,6 @@ from .codes import (
     codes_from_run,
     collaborative_embeddings,
     embed_catalogue,
-    letter_regularizer,
 )
 
 
@@ -42,31 +42,48 @@ class BuiltModel:
     callbacks: list[TrainerCallback] = field(default_factory=list)
 
 
+@dataclass
+class ModelParts:
+    """What a method's ``build_model`` hook builds from: SID-T5's config over the codes, and what made them.
+
+    ``embeddings`` is the table the RQ-VAE quantised (None when the codes came from a saved run or a
+    checkpoint); ``text`` the catalogue's text embeddings when a method ``reads_text``.
+    """
+
+    config: SIDT5Config
+    fit: QuantizerFit
+    tokenizer: SemanticIDTokenizer
+    embeddings: torch.Tensor | None
+    text: torch.Tensor | None
+    learning_rates: dict[str, float]
+
+
 def build_recommender(recipe: Recipe, data: SequentialData, say=print, resume_from: str | None = None) -> BuiltModel:
     """A new recommender for ``data``: embeddings -> RQ-VAE codes -> tokenizer -> the method's model.
 
-    TIGER: a plain SID-T5 over the fitted codes (or a saved run's, ``quantizer.codes_from``);
-    ``dmrec.enabled``: DMRec-T5; ``joint.enabled`` (DIGER): the joint model that holds the quantizer, with
-    its learning rates and callbacks. ``resume_from`` (a checkpoint of this run) supplies the codes it was
-    trained on instead of a new fit (``codes_from_checkpoint``).
+    TIGER: a plain SID-T5 over the fitted codes (or a saved run's, ``quantizer.codes_from``); a method with a
+    ``build_model`` hook (DMRec-T5, DIGER's joint model) builds its own from the same parts.
+    ``resume_from`` (a checkpoint of this run) supplies the codes it was trained on instead of a new fit
+    (``codes_from_checkpoint``).
     """
     check_codebook_fits(recipe, data.num_items)
     check_item_texts(recipe, data)
+    reads_text = any_method("reads_text", recipe)  # e.g. DMRec's meta-network, whatever the codes are made of
     resumed = codes_from_checkpoint(recipe, data, resume_from)
     if resumed is not None:  # an interrupted run continues on the codes it was trained on, without a new fit
-        text = embed_catalogue(recipe, data) if recipe.dmrec.enabled else None
+        text = embed_catalogue(recipe, data) if reads_text else None
         fit, embeddings = resumed, None
         say(f"Codes of {resume_from}: " + fit.summary())
-    elif recipe.quantizer.codes_from:  # a saved run's codes: nothing to quantise, text only for DMRec's meta-network
-        text = embed_catalogue(recipe, data) if recipe.dmrec.enabled else None
+    elif recipe.quantizer.codes_from:  # a saved run's codes: nothing to quantise
+        text = embed_catalogue(recipe, data) if reads_text else None
         fit, embeddings = codes_from_run(recipe, data), None
         say(f"Codes of {recipe.quantizer.codes_from}: " + fit.summary())
     else:
-        needs_text = recipe.embeddings.source != "collaborative" or recipe.dmrec.enabled  # DMRec's meta-network reads
+        needs_text = recipe.embeddings.source != "collaborative" or reads_text
         text = embed_catalogue(recipe, data) if needs_text else None
         collaborative = collaborative_embeddings(recipe, data)  # a SASRec run's item table, read once
         embeddings = combine_embeddings(text, collaborative, recipe.embeddings.source)  # what the RQ-VAE quantises
-        fit = build_codes(recipe, embeddings, letter_regularizer(recipe, collaborative))
+        fit = build_codes(recipe, embeddings, first_answer("code_fit", recipe, collaborative))
         say(fit.summary())
     tokenizer = build_tokenizer(recipe, fit, data)
     set_seed(recipe.seed)
@@ -76,12 +93,9 @@ def build_recommender(recipe: Recipe, data: SequentialData, say=print, resume_fr
         **dataclasses.asdict(recipe.model),  # ModelRecipe's fields are SIDT5Config arguments
     )
     learning_rates = dict(recipe.training.learning_rates)
-    if recipe.dmrec.enabled:
-        return BuiltModel(build_dmrec_t5(recipe, config, text), tokenizer, fit.stats, learning_rates)
-    if recipe.joint.enabled:
-        model, learning_rates, callbacks = build_joint_model(recipe, config, fit, embeddings, tokenizer, learning_rates)
-        return BuiltModel(model, tokenizer, fit.stats, learning_rates, callbacks)
-    return BuiltModel(SIDT5ForConditionalGeneration(config), tokenizer, fit.stats, learning_rates)
+    parts = ModelParts(config, fit, tokenizer, embeddings, text, learning_rates)
+    built = first_answer("build_model", recipe, parts)
+    return built or BuiltModel(SIDT5ForConditionalGeneration(config), tokenizer, fit.stats, learning_rates)
 
 
 def check_codebook_fits(recipe: Recipe, num_items: int) -> None:

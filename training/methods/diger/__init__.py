@@ -14,14 +14,19 @@ The room holds everything DIGER adds over TIGER:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ....tokenization.configuration_quantizer import LOGIT_MODES
+from ....tokenization.semantic_codes import code_statistics
 from ...errors import RecipeError
 from ...objectives import Objective, register_objective
+from ...recipe import Recipe, refuse_keep_shards, refuse_with_codes_from
+from ...registry import SOURCE_SUFFIXES, Method, register_method
+from ...stages.models import BuiltModel, ModelParts
 from .frozen_levels import FrozenCodeLevelsCallback, check_frozen_levels
 from .joint_model import CODE_EMBEDDINGS, FROZEN_ENCODER, JOINT_MODES, JointOutput, JointSIDT5
 from .living_codes import LivingCodesCallback
@@ -31,7 +36,6 @@ if TYPE_CHECKING:
     from ....modeling.configuration_sid_t5 import SIDT5Config
     from ....tokenization.tokenization_semantic_id import SemanticIDTokenizer
     from ...fit_quantizer import QuantizerFit
-    from ...recipe import Recipe
 
 
 @dataclass
@@ -122,6 +126,14 @@ class QuantizerObjective(Objective):
 def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
     """DIGER's rules: a trainable tokenizer needs the RQ-VAE loss; the strategy and options must exist."""
     joint = recipe.joint
+    if joint.enabled and recipe.finetune.from_model:
+        raise RecipeError(
+            "finetune.from_model keeps the saved model's codes: it cannot be combined with joint.enabled (DIGER)"
+        )
+    if joint.enabled and recipe.quantizer.codes_from:
+        refuse_with_codes_from("joint.enabled (DIGER and SODA train the codes they read)")
+    if joint.enabled and recipe.embeddings.keep_shards:
+        refuse_keep_shards("joint.enabled (DIGER re-encodes the catalogue every epoch)")
     if joint.enabled and joint.trainable and "quantizer" not in objectives:
         raise RecipeError(
             "joint.enabled with a trainable tokenizer needs the RQ-VAE loss to keep the codebooks a quantiser "
@@ -212,7 +224,64 @@ def build_joint_model(
     return model, learning_rates, callbacks
 
 
+def run_name(recipe: Recipe) -> str | None:
+    """``diger-<mode>-<decay>`` when the joint model trains its codes or noises them.
+
+    Frozen codes inside a joint model (``joint.trainable: false`` without noise) are TIGER's codes, so such
+    a run is named by the others (``tiger``, ``tiger+soda``); ETEGRec's alignment names its own runs.
+    """
+    joint = recipe.joint
+    if not joint.enabled or joint.alignment or not (joint.trainable or joint.uncertainty_decay != "none"):
+        return None
+    return f"diger-{joint.mode.replace('_', '-')}-{joint.uncertainty_decay}" + SOURCE_SUFFIXES[recipe.embeddings.source]
+
+
+def build_model(recipe: Recipe, parts: ModelParts) -> BuiltModel | None:
+    """The joint model that holds the quantizer, with its learning rates (tokenizer, sigma) and callbacks."""
+    if not recipe.joint.enabled:
+        return None
+    model, learning_rates, callbacks = build_joint_model(
+        recipe, parts.config, parts.fit, parts.embeddings, parts.tokenizer, parts.learning_rates
+    )
+    return BuiltModel(model, parts.tokenizer, parts.fit.stats, learning_rates, callbacks)
+
+
+def extra_metrics(recipe: Recipe, model: Any, tokenizer: SemanticIDTokenizer) -> dict[str, float]:
+    """The codes the model was evaluated and is saved with, and the share of items whose codes moved."""
+    if not recipe.joint.enabled:
+        return {}
+    final = code_statistics(tokenizer.item_codes[:, :-1], recipe.quantizer.codebook_size)
+    metrics = {f"codes/final/{k}": v for k, v in final.items()}
+    if isinstance(model, JointSIDT5):  # last re-assignment and since the start
+        metrics.update({f"codes/final/{k}": v for k, v in model.code_churn().items()})
+    return metrics
+
+
+def card_settings(recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``joint:`` section with its mode-dependent defaults resolved, or None without joint training."""
+    joint = recipe.get("joint") or {}
+    if not joint.get("enabled"):
+        return None
+    known = {name: value for name, value in joint.items() if name in JointRecipe.__dataclass_fields__}
+    section = JointRecipe(**known)
+    return {**dataclasses.asdict(section), **section.resolved()}
+
+
+METHOD = register_method(
+    Method(
+        name="diger",
+        sections={"joint": JointRecipe},
+        check=check_recipe,
+        run_name=run_name,
+        living_codes=lambda recipe: recipe.joint.enabled,  # restored from a checkpoint with the model
+        build_model=build_model,
+        extra_metrics=extra_metrics,
+        card_settings=card_settings,
+    )
+)
+
 __all__ = [
+    "METHOD",
     "STRATEGIES",
     "FrozenCodeLevelsCallback",
     "JointOutput",
