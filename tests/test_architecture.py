@@ -2,9 +2,9 @@
 
 Imports are read with ``ast`` from every module of the code folders (function-local imports and
 ``if TYPE_CHECKING:`` blocks included: an import made only for a type hint still ties the two modules
-together), resolved to module names, and the graph is searched for cycles. An implicit parent-package import (importing ``a.b.c`` runs
-``a/b/__init__``) is not an edge: Python handles it, and counting it would make every package
-that imports its own members cyclic.
+together), resolved to module names, and the graph is searched for cycles. An implicit parent-package
+import (importing ``a.b.c`` runs ``a/b/__init__``) is not an edge: Python handles it, and counting it
+would make every package that imports its own members cyclic.
 """
 
 from __future__ import annotations
