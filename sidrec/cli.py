@@ -1,4 +1,4 @@
-"""The ``sidrec`` command line: ``sidrec train`` and ``sidrec recommend``."""
+"""The ``sidrec`` command line: ``sidrec train``, ``recommend``, ``card`` and ``push-dataset``."""
 
 from __future__ import annotations
 
@@ -100,6 +100,29 @@ def _card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push_dataset(args: argparse.Namespace) -> int:
+    from .hub import push_dataset
+
+    data = None
+    if args.recipe:  # read the folder with that recipe's data settings (column names, text fields, k-core)
+        from .training.recipe import load_recipe
+
+        data = load_recipe(args.recipe).data
+    commit = push_dataset(
+        args.folder,
+        args.repo_id,
+        data=data,
+        license=args.license,
+        private=args.private,
+        revision=args.revision,
+        create_pr=args.create_pr,
+    )
+    print(f"Pushed {args.folder} to {commit.pr_url or commit.commit_url}")
+    revision = f"@{args.revision}" if args.revision and not args.create_pr else ""
+    print(f"A recipe reads it with data.path: hf://datasets/{commit.repo_url.repo_id}{revision}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1 (``--top-k 0`` or ``-3`` is a usage error)."""
     try:
@@ -133,6 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--adapter-repo-id", default=None, help="a PEFT run: Hub repository of its adapter")
     card.add_argument("--base-model", default=None, help="a PEFT run: Hub repository of the base model")
     card.set_defaults(handler=_card)
+    push = commands.add_parser(
+        "push-dataset", help="upload a data folder to a Hub dataset repository, with a generated dataset card"
+    )
+    push.add_argument("folder", help="a data folder, e.g. examples/data/amazon2018_scientific_5core")
+    push.add_argument("repo_id", help="the dataset repository to create or update, e.g. user/scientific")
+    push.add_argument(
+        "--recipe", default=None, help="read the folder with this recipe's data settings (default: the defaults)"
+    )
+    push.add_argument(
+        "--license", default="unknown", help="a Hub licence id for the card's header, e.g. cc-by-4.0 (default: unknown)"
+    )
+    push.add_argument("--revision", default=None, help="push to this branch (created from main if needed)")
+    push.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to a branch")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.set_defaults(handler=_push_dataset)
     return parser
 
 

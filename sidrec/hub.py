@@ -1,4 +1,4 @@
-"""Push a saved sidrec run to the Hugging Face Hub as one repository that loads on its own.
+"""Push a saved sidrec run to the Hugging Face Hub as one repository that loads on its own; push a data folder.
 
 A generative recommender is only usable with its tokenizer: the model emits semantic-ID tokens and
 only the tokenizer's code table (``item_codes.safetensors``) maps them back to items. The stock
@@ -11,6 +11,9 @@ After a push, on any machine::
     tokenizer = AutoTokenizer.from_pretrained(repo_id)
     model = AutoModel.from_pretrained(repo_id, trust_remote_code=True)   # without sidrec
     sidrec.load_recommender(huggingface_hub.snapshot_download(repo_id))  # raw ids and titles
+
+A data folder goes up with :func:`push_dataset` (a dataset repository, with a generated dataset card); a
+recipe then names it as ``data.path: hf://datasets/<repo_id>``.
 """
 
 from __future__ import annotations
@@ -20,14 +23,18 @@ import os
 import warnings
 from pathlib import Path
 
-from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
+from huggingface_hub import CommitInfo, CommitOperationAdd, CommitOperationDelete, HfApi
 
+from .model_cards.dataset_card import render_dataset_card, summarize_data_folder
 from .tokenization.tokenization_semantic_id import SemanticIDTokenizer
+from .training.data import DataConfig
+from .training.data.hub_data import DATA_SUFFIXES
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 ITEM_CODES = SemanticIDTokenizer.vocab_files_names["item_codes_file"]
+DATASET_CARD = "README.md"
 # Never uploaded: pickles (weights go as safetensors; Trainer's training_args.bin is a pickle),
 # Trainer checkpoints and Python caches.
 IGNORE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "checkpoint-*", "*__pycache__*", "*.pyc"]
@@ -148,11 +155,75 @@ def push_adapter(
     )
 
 
-def _prepare_repository(api: HfApi, repo_id: str, private: bool | None, revision: str | None, create_pr: bool) -> str:
+def push_dataset(
+    data_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    data: DataConfig | None = None,
+    license: str = "unknown",
+    token: str | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    commit_message: str = "Upload sidrec data set",
+) -> CommitInfo:
+    """Upload a data folder to the dataset repository ``repo_id`` with a generated dataset card, in one commit.
+
+    The folder is first read as a recipe would read it (``data``: its reading settings, e.g. other column
+    names; the defaults are the shipped protocol), so a folder sidrec cannot read is refused before anything
+    is created. Its top-level files go up as they are, the folder's ``README.md`` is replaced by the card (which
+    quotes it as provenance), and data files of an earlier push that the folder no longer has are deleted,
+    so a revision never holds two ``interactions.*`` files. A recipe then reads it with
+    ``data.path: hf://datasets/<repo_id>`` (``@<revision>`` for a branch).
+
+    Raises:
+        FileNotFoundError / DataFormatError: the folder is missing or cannot be read; the message says why.
+
+    Warns (:class:`HubPushWarning`): the folder has subfolders; they are not uploaded (the readers read only
+    the folder's own files).
+
+    Returns:
+        The ``CommitInfo`` of the upload.
+    """
+    directory = Path(data_dir)
+    summary = summarize_data_folder(directory, data)  # reads the data: nothing unreadable is pushed
+    folders = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if folders:
+        warnings.warn(
+            f"{directory} has subfolders ({', '.join(folders)}) that are not uploaded: a data set is the files of "
+            "one folder. Push each subfolder that holds a data set on its own (to its own repository or branch)",
+            HubPushWarning,
+            stacklevel=2,
+        )
+    api = HfApi(token=token)
+    repo_id = _prepare_repository(api, repo_id, private, revision, create_pr, repo_type="dataset")
+    card = render_dataset_card(summary, repo_id, license=license)
+    uploads = [file.name for file in summary.files if not any(Path(file.name).match(p) for p in IGNORE_PATTERNS)]
+    operations = [CommitOperationAdd(DATASET_CARD, str(card).encode())]
+    operations += [CommitOperationAdd(name, str(directory / name)) for name in uploads]
+    stale = [
+        path
+        for path in api.list_repo_files(repo_id, repo_type="dataset", revision=None if create_pr else revision)
+        if "/" not in path and path.lower().endswith(DATA_SUFFIXES) and path not in uploads
+    ]
+    operations += [CommitOperationDelete(path) for path in stale]
+    return api.create_commit(
+        repo_id,
+        operations=operations,
+        commit_message=commit_message,
+        repo_type="dataset",
+        revision=None if create_pr else revision,
+        create_pr=create_pr,
+    )
+
+
+def _prepare_repository(
+    api: HfApi, repo_id: str, private: bool | None, revision: str | None, create_pr: bool, repo_type: str = "model"
+) -> str:
     """Create the repository (and the target branch) if needed; returns the full repository id."""
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type).repo_id
     if revision is not None and not create_pr:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
+        api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type=repo_type)
     return repo_id
 
 

@@ -31,6 +31,7 @@ import pyarrow as pa
 from datasets import Dataset, DatasetDict, DatasetInfo, Features, Value
 
 from .config import DataConfig
+from .hub_data import download_hub_data, is_hub_path
 from .readers import FORMATS, READERS, DataFormatError, RawData, detect_format
 
 try:  # datasets >= 4 spells a variable-length list `List`; older versions only have `Sequence`
@@ -526,6 +527,9 @@ def _index_interactions(
 def load_sequential_data(config: DataConfig, verbose: bool = True) -> SequentialData:
     """Read, k-core filter, index and split a data set as ``config`` describes.
 
+    ``data.path`` may name a Hub dataset (``hf://datasets/<owner>/<name>[@<revision>]``): its data files are
+    downloaded into the Hub cache and read exactly as a local folder (``hub_data.py``).
+
     Steps, in order: read (format reader) -> sort each user's interactions by the order column (ties
     keep file order) -> for Amazon reviews drop repeated (user, item) pairs, keeping the earliest ->
     ``max_users`` -> iterative k-core -> index users/items contiguously in raw-id order -> split.
@@ -535,7 +539,8 @@ def load_sequential_data(config: DataConfig, verbose: bool = True) -> Sequential
     row get empty text and a warning. Prints :meth:`SequentialData.summary` when ``verbose``.
     """
     _validate(config)
-    root = Path(config.path)
+    # hf://datasets/...: the repository's data files, downloaded once into the Hub cache, then read as a folder
+    root, name = download_hub_data(config, verbose) if is_hub_path(config.path) else (Path(config.path), None)
     if not root.exists():
         raise FileNotFoundError(
             f"data path {root} not found; pass the directory that holds interactions.* and items.* "
@@ -548,7 +553,7 @@ def load_sequential_data(config: DataConfig, verbose: bool = True) -> Sequential
     sequences = UserSequences(flat, lengths)
     texts, titles = _item_metadata(raw, config, item_ids)
     data = SequentialData(
-        name=_dataset_name(root),
+        name=name or _dataset_name(root),
         user_ids=[str(u) for u in user_ids],
         item_ids=[str(i) for i in item_ids],
         item_texts=texts,
