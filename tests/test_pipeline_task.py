@@ -1,14 +1,14 @@
 """The ``sequential-recommendation`` pipeline: the same answers as ``sidrec.Recommender``, by raw id or title.
 
 Real Scientific test users ranked by a trained tiny SID-T5 (tests/test_model.py's ``trained_model``) and the
-session's SASRec run, through ``transformers.pipeline``; bad inputs get Recommender's own messages; a saved
-directory loads as the pipeline with ``trust_remote_code`` where ``import sidrec`` fails.
+session's SASRec run, through ``transformers.pipeline``; bad inputs get Recommender's own messages; the model
+directories the training pipeline saves (tests/test_bad_inputs.py's ``served_run``, the SASRec run) load as
+the pipeline with ``trust_remote_code`` where ``import sidrec`` fails.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import warnings
@@ -26,6 +26,7 @@ from sidrec.recommender import Recommender
 from sidrec.training.data import write_item_table, write_user_table
 
 from .conftest import tiny_config
+from .test_bad_inputs import served_run  # noqa: F401  (the fixture: a tiny SID-T5 with a user token, saved by a run)
 from .test_model import trained_model  # noqa: F401  (the fixture: a tiny SID-T5 fitted for 30 steps)
 
 KEYS = {"item_id", "title", "score"}
@@ -55,6 +56,19 @@ def sasrec_users(sasrec_run) -> list[list[str]]:
     data = load_sequential_data(DataConfig(**recipe.to_dict()["data"]), verbose=False)
     test = data.splits["test"]
     return [[data.item_ids[item] for item in test[i]["history"]] for i in range(16)]
+
+
+@pytest.fixture(scope="module")
+def served_users(served_run) -> tuple[list[list[str]], list[str]]:  # noqa: F811
+    """8 real test users of the served run's slice: histories as raw item ids, and raw user ids."""
+    from sidrec.training.data import DataConfig, load_sequential_data
+    from sidrec.training.recipe import load_recipe
+
+    recipe = load_recipe(served_run / "recipe.yaml")
+    data = load_sequential_data(DataConfig(**recipe.to_dict()["data"]), verbose=False)
+    rows = [data.splits["test"][i] for i in range(8)]
+    histories = [[data.item_ids[item] for item in row["history"]] for row in rows]
+    return histories, [data.user_ids[row["user"]] for row in rows]
 
 
 @pytest.fixture(scope="module")
@@ -266,25 +280,29 @@ def test_add_pipeline_code_needs_a_saved_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_saved_pipelines_load_with_trust_remote_code_without_sidrec(
-    sid_dir, sid_pipe, sasrec_pipe, users, sasrec_users, tmp_path
+def test_every_trained_model_directory_loads_as_the_pipeline_without_sidrec(
+    served_run,  # noqa: F811
+    sasrec_run,
+    served_users,
+    sasrec_users,
+    tmp_path,
 ):
-    """Where `import sidrec` fails, both directories load as the pipeline from their own code, same answers."""
-    sasrec_dir = tmp_path / "sasrec"
-    sasrec_pipe.save_pretrained(sasrec_dir)  # transformers' way: model, code, custom_pipelines (+ items.jsonl)
-    sid_copy = tmp_path / "sid"
-    shutil.copytree(sid_dir, sid_copy)
-    for directory in (sasrec_dir, sid_copy):
+    """The training pipeline's own model directories (SID-T5 with a user token, SASRec) carry the pipeline:
+    where `import sidrec` fails, they load from their own code and answer as the Recommender does."""
+    sid_dir, sasrec_dir = served_run / "model", sasrec_run[0] / "model"
+    for directory in (sid_dir, sasrec_dir):
         config = json.loads((directory / "config.json").read_text())
         assert config["custom_pipelines"][TASK]["impl"] == (
             "pipeline_sequential_recommendation.SequentialRecommendationPipeline"
         )
-        assert (directory / "pipeline_sequential_recommendation.py").exists()
-        assert (directory / "raw_id_recommender.py").exists() and (directory / "items.jsonl").exists()
-    histories, sasrec_histories = users[0][:4], sasrec_users[:4]
+        assert {"pipeline_sequential_recommendation.py", "raw_id_recommender.py", "ranking.py", "items.jsonl"} <= {
+            path.name for path in directory.iterdir()
+        }
+    histories, user_ids = served_users[0][:4], served_users[1][:4]
+    sid, sasrec = Recommender.from_pretrained(sid_dir), Recommender.from_pretrained(sasrec_dir)
     want = {
-        "sid": sid_pipe(histories, top_k=5),
-        "sasrec": sasrec_pipe(sasrec_histories, top_k=5, exclude_history=True),
+        "sid": [as_dicts(rows) for rows in sid.recommend_batch(histories, user_ids, top_k=5)],
+        "sasrec": [as_dicts(rows) for rows in sasrec.recommend_batch(sasrec_users[:4], top_k=5, exclude_history=True)],
     }
     script = f"""
 import json, sys
@@ -295,23 +313,26 @@ try:
 except ImportError:
     pass
 from transformers import pipeline
-sid = pipeline(model={str(sid_copy)!r}, trust_remote_code=True)
+sid = pipeline(model={str(sid_dir)!r}, trust_remote_code=True)
 sasrec = pipeline(model={str(sasrec_dir)!r}, trust_remote_code=True)
 for pipe in (sid, sasrec):
     assert type(pipe).__module__.startswith("transformers_modules"), type(pipe).__module__
     assert type(pipe.model).__module__.startswith("transformers_modules"), type(pipe.model).__module__
-got = {{"sid": sid({histories!r}, top_k=5), "sasrec": sasrec({sasrec_histories!r}, top_k=5, exclude_history=True)}}
+got = {{
+    "sid": sid({histories!r}, user={user_ids!r}, top_k=5),
+    "sasrec": sasrec({sasrec_users[:4]!r}, top_k=5, exclude_history=True),
+}}
 try:
-    sid(["No Such Gadget"], by="title")
+    sid(["No Such Gadget"], by="title", user={user_ids[0]!r})
 except ValueError as error:
-    got["sid_title_error"] = str(error)
+    got["title_error"] = str(error)
 print(json.dumps(got))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["sid"] == want["sid"] and got["sasrec"] == want["sasrec"]
-    assert got["sid_title_error"].startswith("history 0: unknown title 'No Such Gadget'")
+    assert got["title_error"].startswith("history 0: unknown title 'No Such Gadget'")
 
 
 @pytest.mark.slow

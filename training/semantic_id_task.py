@@ -13,6 +13,7 @@ from typing import Any
 from peft import PeftModel
 
 from ..model_cards.card import ADAPTER_DIR
+from ..modeling.pipeline_sequential_recommendation import add_pipeline_code
 from .data import SemanticIDCollator, load_sequential_data, require_training_examples, write_user_table
 from .finetune import last_examples_per_user, parameter_counts, wrap_with_adapter
 from .ranking import GenerativeRanker, evaluate_ranker
@@ -101,6 +102,7 @@ class SemanticIDTask(Task):
             tokenizer.save_pretrained(str(staging))  # code table, its quantizer, and the raw ids (items.jsonl)
             if tokenizer.num_user_buckets:  # serving maps a raw user id to the index its token was hashed from
                 write_user_table(staging, data.user_ids)
+            add_pipeline_code(staging)  # pipeline(model=dir, trust_remote_code=True) serves it, sidrec or not
         return saved_sizes(output_dir)
 
     def report(self, recipe: Recipe, prepared: PreparedRun, metrics: dict[str, Any], card: Path, say) -> None:

@@ -16,6 +16,7 @@ from transformers import set_seed
 
 from ...modeling.configuration_sasrec import LOSS_TYPES, SASRecConfig
 from ...modeling.modeling_sasrec import SASRecForSequentialRecommendation
+from ...modeling.pipeline_sequential_recommendation import add_pipeline_code
 from ..data import NextItemCollator, load_sequential_data, require_training_examples, write_item_table
 from ..errors import RecipeError
 from ..finetune import last_examples_per_user
@@ -134,6 +135,7 @@ class SASRecTask(Task):
         with atomic_directory(output_dir / "model") as staging:
             prepared.model.save_pretrained(str(staging))
             write_item_table(staging, data.item_ids, data.item_titles)
+            add_pipeline_code(staging)  # pipeline(model=dir, trust_remote_code=True) serves it, sidrec or not
         return {}
 
     def report(self, recipe: Recipe, prepared: PreparedRun, metrics: dict, card: Path, say) -> None:
