@@ -10,10 +10,7 @@ would make every package that imports its own members cyclic.
 from __future__ import annotations
 
 import ast
-import importlib.util
-import json
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -159,44 +156,3 @@ def test_every_method_lives_in_its_own_module_and_registers_its_objectives():
     assert owners["soda"] == "sidrec.training.methods.soda"
     assert owners["dmrec"] == "sidrec.training.methods.dmrec"
     assert owners["ce"] == "sidrec.training.objectives"
-
-
-TOY_OBJECTIVE = '''
-"""A method from one new file: an L2 penalty on the decoder's logits, registered by name."""
-
-from sidrec.training.objectives import Objective, register_objective
-
-
-@register_objective
-class LogitPenalty(Objective):
-    name = "toy_logit_penalty"
-
-    def __call__(self, model, inputs, outputs):
-        value = outputs.logits.float().pow(2).mean()
-        return value, {"toy/logit_l2": value.item()}
-'''
-
-
-def test_a_toy_objective_from_one_new_file_runs_through_a_recipe(tmp_path, monkeypatch):
-    from sidrec.training.objectives import OBJECTIVES
-    from sidrec.training.pipeline import run
-    from sidrec.training.recipe import load_recipe
-
-    from .test_pipeline import TINY, recipe_file
-
-    module_file = tmp_path / "toy_method.py"
-    module_file.write_text(textwrap.dedent(TOY_OBJECTIVE))
-    spec = importlib.util.spec_from_file_location("toy_method", module_file)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "toy_method", module)
-    spec.loader.exec_module(module)
-    try:
-        overrides = [*TINY, f"output_dir={tmp_path / 'run'}", "training.epochs=1"]
-        overrides.append("training.objectives={ce: 1.0, toy_logit_penalty: 0.01}")
-        metrics = run(load_recipe(recipe_file(tmp_path), overrides))
-    finally:
-        OBJECTIVES.pop("toy_logit_penalty", None)
-    history = (tmp_path / "run" / "checkpoints").glob("checkpoint-*/trainer_state.json")
-    logged = [row for path in history for row in json.loads(path.read_text())["log_history"]]
-    assert any("loss_toy_logit_penalty" in row and "toy/logit_l2" in row for row in logged)
-    assert metrics["run/method"] == "tiger" and 0.0 <= metrics["test/recall@10"] <= 1.0
