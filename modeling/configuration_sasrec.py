@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from .served_task import ServedPipelineConfigMixin
+
 LOSS_TYPES = ("ce", "bce")
 
 
-class SASRecConfig(PretrainedConfig):
+class SASRecConfig(ServedPipelineConfigMixin, PretrainedConfig):
     """SASRec (Kang & McAuley, ICDM 2018): a causal Transformer over item-id embeddings.
 
     Args:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from transformers import T5Config
 
+from .served_task import ServedPipelineConfigMixin
+
 NUM_SPECIAL_TOKENS = 3  # <pad>, </s>, <unk>: must match SemanticIDTokenizer
 
 
-class SIDT5Config(T5Config):
+class SIDT5Config(ServedPipelineConfigMixin, T5Config):
     """A ``T5Config`` whose vocabulary is laid out by semantic-ID levels.
 
     The vocabulary is ``3 special + num_code_levels * codebook_size + num_user_buckets`` and is

@@ -129,9 +129,10 @@ def test_the_pipeline_serves_a_checkpoint_as_the_recommender_does():
     history = recommender.item_ids[10:14]
     expected = [(row.item_id, row.title, row.score) for row in recommender.recommend(history, top_k=5)]
     installed = pipeline(SEQUENTIAL_RECOMMENDATION, model=path, pipeline_class=SequentialRecommendationPipeline)
-    saved_code = pipeline(SEQUENTIAL_RECOMMENDATION, model=path, trust_remote_code=True)  # the copy beside it
-    assert type(saved_code).__module__.startswith("transformers_modules")
-    for pipe in (installed, saved_code):
+    # with sidrec imported the task alone is enough: the installed pipeline serves the folder, no trust_remote_code
+    plain = pipeline(SEQUENTIAL_RECOMMENDATION, model=path)
+    assert type(plain).__module__ == SequentialRecommendationPipeline.__module__
+    for pipe in (installed, plain):
         got = [(row["item_id"], row["title"], row["score"]) for row in pipe(history, top_k=5)]
         assert got == expected
 

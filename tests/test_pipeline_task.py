@@ -346,6 +346,20 @@ def test_a_sasrec_pipeline_from_the_hub_reads_its_item_table_there(hub_server, s
     api = HfApi()
     api.create_repo(repo_id, exist_ok=True)
     api.upload_folder(folder_path=str(directory), repo_id=repo_id)
-    pipe = pipeline(model=repo_id, trust_remote_code=True)
-    assert type(pipe).__module__.startswith("transformers_modules")
+    pipe = pipeline(TASK, model=repo_id)  # sidrec is imported: its registered pipeline serves the repository
+    assert type(pipe).__module__ == SequentialRecommendationPipeline.__module__
     assert pipe(sasrec_users[:3], top_k=5) == sasrec_pipe(sasrec_users[:3], top_k=5)
+
+
+def test_a_config_read_with_sidrec_imported_leaves_out_its_saved_pipeline_copy(sid_dir):
+    """The installed task serves the model; config.json keeps the entry for processes without sidrec."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(sid_dir)
+    saved = json.loads((sid_dir / "config.json").read_text())["custom_pipelines"]
+    assert TASK in saved and TASK not in config.custom_pipelines
+    assert config.to_dict()["custom_pipelines"] == saved  # a re-saved config still names the copy
+    config.custom_pipelines = {"other-task": {"impl": "x.Y"}}
+    assert config.custom_pipelines == {"other-task": {"impl": "x.Y"}}
+    pipe = pipeline(TASK, model=str(sid_dir))  # the must-show call: the task alone, no trust_remote_code
+    assert type(pipe).__module__ == SequentialRecommendationPipeline.__module__
