@@ -189,7 +189,7 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe as plain values: core sections, then each method's, then finetune, evaluation."""
-        core = {f.name: dataclasses.asdict(self)[f.name] for f in dataclasses.fields(self) if f.name != "sections"}
+        core = dataclasses.asdict(self)
         values = {key: core[key] for key in CORE_BEFORE_METHODS}
         values.update({name: dataclasses.asdict(section) for name, section in self.sections.items()})
         values.update(finetune=core["finetune"], evaluation=core["evaluation"])

@@ -24,9 +24,9 @@ class Method:
 
     - ``sections``: recipe section name -> its dataclass (``joint: JointRecipe``), defaults filled in.
     - ``check(recipe, objectives)``: the method's recipe rules, raised as ``RecipeError`` before any work.
-    - ``run_name(recipe)``: the run's base name when this method decides it (``sasrec``, ``diger-...``),
-      else None; ``source_suffix`` maps ``embeddings.source`` to the suffix after it (``-cf``), or None for
-      names that take none. Without any, a run is ``tiger``.
+    - ``run_name(recipe)``: the run's base name when this method decides it, with the codes' source suffix
+      where it takes one (``sasrec``, ``diger-...-cf``; ``SOURCE_SUFFIXES`` are TIGER's), else None.
+      Without any, a run is ``tiger`` with its source suffix.
     - ``name_suffix(recipe)``: appended to any run's name (a plug-in objective: ``+soda``), else "".
     - ``task(recipe)``: a whole task of its own (SASRec, Mult-VAE) as a ``training.tasks`` task, else None.
     - ``reads_text(recipe)``: the model reads the catalogue's text embeddings besides its codes (DMRec).
@@ -46,7 +46,6 @@ class Method:
     sections: Mapping[str, type] = field(default_factory=dict)
     check: Callable[..., None] | None = None
     run_name: Callable[..., str | None] | None = None
-    source_suffix: Mapping[str, str] | None = None
     name_suffix: Callable[..., str] | None = None
     task: Callable[..., Any] | None = None
     reads_text: Callable[..., bool] | None = None
@@ -116,17 +115,10 @@ def first_answer(hook: str, *args: Any) -> Any:
 def method_name(recipe: Any) -> str:
     """The short lowercase name of what a recipe trains, e.g. ``tiger``, ``tiger+soda``, ``letter``, ``tiger-cf``.
 
-    The base name comes from the one method whose ``run_name`` answers (TIGER when none does), the codes'
-    source suffix from that method's ``source_suffix`` (TIGER's by default), and every plug-in's
-    ``name_suffix`` follows. It is read from the recipe's sections, never from flags set later, so a run's
-    model card, its ``metrics.json`` and the results harness all name a run the same way.
+    The base name comes from the first method whose ``run_name`` answers (TIGER's, with its source suffix,
+    when none does), and every plug-in's ``name_suffix`` follows. It is read from the recipe's sections,
+    never from flags set later, so a run's model card, its ``metrics.json`` and the results harness all name
+    a run the same way.
     """
-    name, suffixes = "tiger", SOURCE_SUFFIXES
-    for method in _METHODS.values():
-        base = method.run_name(recipe) if method.run_name is not None else None
-        if base is not None:
-            name, suffixes = base, method.source_suffix
-            break
-    if suffixes is not None:
-        name += suffixes[recipe.embeddings.source]
+    name = first_answer("run_name", recipe) or "tiger" + SOURCE_SUFFIXES[recipe.embeddings.source]
     return name + "".join(method.name_suffix(recipe) for method in _METHODS.values() if method.name_suffix is not None)

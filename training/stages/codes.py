@@ -100,6 +100,11 @@ def codes_from_run(recipe: Recipe, data: SequentialData) -> QuantizerFit:
     check_same_catalogue(saved, directory, data, "quantizer.codes_from")
     recipe.quantizer.num_levels = saved.num_levels - 1  # the saved codes end with the collision level
     recipe.quantizer.codebook_size = saved.codebook_size
+    return fit_of(saved)
+
+
+def fit_of(saved: SemanticIDTokenizer) -> QuantizerFit:
+    """A saved tokenizer's codes and quantizer as a fit, with the statistics a fit measures."""
     codes = saved.item_codes.clone()
     stats = code_statistics(codes[:, :-1], saved.codebook_size)
     return QuantizerFit(quantizer=saved.quantizer, codes=codes, stats=stats)
@@ -127,8 +132,7 @@ def codes_from_checkpoint(recipe: Recipe, data: SequentialData, checkpoint: str 
     if (saved.num_levels, saved.codebook_size) != (q.num_levels + 1, q.codebook_size) or saved.quantizer is None:
         return None
     check_same_catalogue(saved, directory, data, "--resume_from_checkpoint")
-    codes = saved.item_codes.clone()
-    return QuantizerFit(quantizer=saved.quantizer, codes=codes, stats=code_statistics(codes[:, :-1], q.codebook_size))
+    return fit_of(saved)
 
 
 def build_tokenizer(recipe: Recipe, fit: QuantizerFit, data: SequentialData | None = None) -> SemanticIDTokenizer:
