@@ -21,9 +21,10 @@ from typing import Any
 from transformers import Pipeline
 from transformers.dynamic_module_utils import custom_object_save
 
+from .id_tables import ITEMS_FILE, USERS_FILE, item_table_of, read_table, write_table
 from .input_checks import is_exact_int
 from .outputs import Recommendations
-from .raw_id_recommender import ITEM_RANKERS, ITEMS_FILE, USERS_FILE, RawIdRecommender
+from .raw_id_recommender import ITEM_RANKERS, RawIdRecommender
 
 TASK = "sequential-recommendation"
 HISTORY_FORMS = ("item_id", "title")  # what the entries of a history are: raw item ids, or item titles
@@ -56,29 +57,7 @@ def _read_table(model, filename: str, key: str) -> list[dict] | None:
             path = hf_hub_download(source, filename)
         except EntryNotFoundError:
             return None
-    rows = []
-    with open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
-            if not isinstance(row, dict) or key not in row:
-                raise ValueError(
-                    f'{path} line {number} is not a row like {{"index": ..., "{key}": ...}}: {line[:80]!r}. The file '
-                    "was edited or truncated; copy it again from the run's model directory"
-                )
-            rows.append(row)
-    return rows
-
-
-def _write_table(path: str, rows: list[dict]) -> None:
-    """One JSON object a line: the format of ``items.jsonl`` and ``users.jsonl`` (and of their readers)."""
-    with open(path, "w") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
+    return read_table(path, key)
 
 
 def raw_id_recommender(
@@ -109,7 +88,7 @@ def raw_id_recommender(
     if item_table is None:
         rows = _read_table(model, ITEMS_FILE, "item_id")
         if rows is not None:
-            item_table = ([str(row["item_id"]) for row in rows], [row.get("title") or "" for row in rows])
+            item_table = item_table_of(rows)
     if item_table is None:
         if ranks_items:
             raise ValueError(
@@ -239,11 +218,10 @@ class SequentialRecommendationPipeline(Pipeline):
         recommender = self.recommender
         items_path = os.path.join(save_directory, ITEMS_FILE)
         if not recommender.ids_are_indices and not os.path.exists(items_path):
-            rows = zip(recommender.item_ids, recommender.titles)
-            _write_table(items_path, [{"index": i, "item_id": raw, "title": t} for i, (raw, t) in enumerate(rows)])
+            write_table(items_path, "item_id", recommender.item_ids, recommender.titles)
         if recommender.user_index_of:
-            rows = [{"index": index, "user_id": raw} for raw, index in recommender.user_index_of.items()]
-            _write_table(os.path.join(save_directory, USERS_FILE), sorted(rows, key=lambda row: row["index"]))
+            by_index = sorted(recommender.user_index_of, key=recommender.user_index_of.__getitem__)
+            write_table(os.path.join(save_directory, USERS_FILE), "user_id", by_index)
 
 
 def save_with_pipeline(

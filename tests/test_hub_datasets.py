@@ -26,6 +26,7 @@ from huggingface_hub import DatasetCard, HfApi, snapshot_download
 
 from sidrec.hub import HubPushWarning, push_dataset
 from sidrec.training.data import DataConfig, DataFormatError, SequentialData, load_sequential_data
+from sidrec.training.data.hub_data import pin_hub_revision
 
 from .conftest import ROOT, SCIENTIFIC
 from .test_pipeline import TINY, TINY_DATA, recipe_file
@@ -165,6 +166,28 @@ def test_a_revision_reads_that_branch_or_commit(hub_server, scientific_repo, sci
     assert_same_data(pinned, scientific)
 
 
+def test_a_branch_is_pinned_to_its_commit_and_a_commit_or_local_folder_is_left_alone(hub_server, scientific_repo):
+    """A run reads a branch as the commit it names now; recipe.yaml and the collaborative cache key keep that."""
+    commit = HfApi().dataset_info(scientific_repo).sha
+    said: list[str] = []
+    for path in (f"hf://datasets/{scientific_repo}", f"hf://datasets/{scientific_repo}@main"):
+        config = DataConfig(path=path)
+        pin_hub_revision(config, say=said.append)
+        assert config.path == f"hf://datasets/{scientific_repo}@{commit}"
+    assert said[0] == (
+        f"data: hf://datasets/{scientific_repo} is commit {commit} of dataset {scientific_repo}; "
+        f"the run reads hf://datasets/{scientific_repo}@{commit}"
+    )
+    inside = DataConfig(path=f"hf://datasets/{scientific_repo}/interactions.csv.gz")  # a file inside: kept after @
+    pin_hub_revision(inside, say=said.append)
+    assert inside.path == f"hf://datasets/{scientific_repo}@{commit}/interactions.csv.gz"
+    for unchanged in (f"hf://datasets/{scientific_repo}@{commit}", str(SCIENTIFIC)):
+        config = DataConfig(path=unchanged)
+        pin_hub_revision(config, say=said.append)
+        assert config.path == unchanged
+    assert len(said) == 3
+
+
 def test_push_dataset_from_the_command_line_with_a_recipes_column_names(hub_server, tmp_path):
     recipe = tmp_path / "beauty-parquet.yaml"
     recipe.write_text(yaml.safe_dump({"name": "parquet", "data": {"path": "unused", **PARQUET_COLUMNS}}))
@@ -210,14 +233,16 @@ FAST = [
 @pytest.mark.slow
 def test_a_recipe_trains_on_a_hub_id(hub_server, scientific_repo, tmp_path):
     """`sidrec train` with data.path on the Hub (the TINY recipe, shortened): the run reads the same data as the
-    local folder and its recipe.yaml names the Hub id."""
+    local folder and its recipe.yaml names the Hub id pinned to the commit it read."""
     out = tmp_path / "run"
     data_path = f"hf://datasets/{scientific_repo}"
     overrides = [*TINY, *FAST, f"data.path={data_path}", f"output_dir={out}"]
     status, out_text, err = run_cli(["train", "--config", str(recipe_file(tmp_path)), *overrides])
     assert status == 0, err
-    assert f"data: {data_path} is commit " in out_text  # the run says which commit of the repository it read
-    assert yaml.safe_load((out / "recipe.yaml").read_text())["data"]["path"] == data_path
+    commit = HfApi().dataset_info(scientific_repo).sha
+    assert f"data: {data_path} is commit {commit}" in out_text  # the run says which commit of the repository it read
+    # ... and its recipe.yaml names that commit, not the branch, which may hold other files tomorrow
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["data"]["path"] == f"{data_path}@{commit}"
     metrics = json.loads((out / "metrics.json").read_text())
     settings = dict(item.removeprefix("data.").split("=", 1) for item in TINY_DATA if item.startswith("data."))
     settings = {key: yaml.safe_load(value) for key, value in settings.items()} | {"path": str(SCIENTIFIC)}

@@ -269,6 +269,23 @@ def test_a_user_token_model_serves_raw_user_ids_as_the_recommender(fitted, scien
     assert any("pass user=<raw user id>" in str(w.message) for w in caught)
 
 
+def test_an_id_table_with_reordered_lines_is_refused_not_served(sasrec_run, served_run, tmp_path):  # noqa: F811
+    """Lines of items.jsonl / users.jsonl out of index order would map every index to another raw id."""
+    import shutil
+
+    from sidrec.training.errors import ModelDirectoryError
+
+    for source, table in ((sasrec_run[0] / "model", "items.jsonl"), (served_run / "model", "users.jsonl")):
+        directory = tmp_path / table
+        shutil.copytree(source, directory)
+        lines = (directory / table).read_text().splitlines()
+        (directory / table).write_text("\n".join([lines[1], lines[0], *lines[2:]]) + "\n")  # a swap: same rows
+        with pytest.raises(ModelDirectoryError, match=rf'{table} line 1 is not a row like {{"index": 0,'):
+            Recommender.from_pretrained(directory)
+        with pytest.raises(ValueError, match=r"line 1 is not a row like .*lines reordered"):
+            pipeline(TASK, model=str(directory), pipeline_class=SequentialRecommendationPipeline)
+
+
 def test_a_semantic_id_model_without_its_tokenizer_is_refused(trained_model, scientific):  # noqa: F811
     with pytest.raises(ValueError, match="needs the tokenizer saved with it"):
         SequentialRecommendationPipeline(model=trained_model, device="cpu")

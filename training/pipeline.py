@@ -17,9 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
 from transformers import EarlyStoppingCallback
 
 from ..model_cards.card import write_model_card
+from .data.hub_data import pin_hub_revision
 from .data.item_table import read_item_table
 from .objectives import build_objectives
 from .recipe import Recipe, check_recipe, collaborative_recipe
@@ -43,6 +45,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     """Run a recipe end to end; returns the flat metrics dict also written to ``metrics.json``."""
     check_recipe(recipe)
     task = task_for(recipe)
+    pin_hub_revision(recipe.data, say=print if PartialState().is_main_process else lambda *a, **k: None)
     ensure_collaborative_run(recipe)  # a SASRec the codes read, trained before this run starts
     state, say, output_dir = start_run(recipe, overwrite_output_dir)
     started = time.time()

@@ -11,13 +11,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+from .id_tables import ITEMS_FILE, USERS_FILE
 from .input_checks import check_count, empty_history_message, is_exact_int
 from .outputs import Recommendations
 from .ranking import GenerativeRanker, Ranker, SequenceRanker
 
 ITEM_RANKERS = ("sasrec",)  # model types that score item ids directly (no semantic-ID tokenizer)
-ITEMS_FILE = "items.jsonl"  # raw item ids and titles by item index, beside every saved model
-USERS_FILE = "users.jsonl"  # raw user ids by user index, beside a model that reads a user token
 
 
 @dataclass

@@ -7,14 +7,16 @@ cut into the same splits as the folder it was pushed from, by construction. ``da
 would read an id column of ``0003`` as the number 3 and join it to other items than the folder did.
 
 The path is the Hub's own URI syntax (``huggingface_hub.parse_hf_uri``, the one ``HfFileSystem``, pandas
-and ``datasets`` accept), so the revision (a branch, tag or commit) travels inside ``data.path`` and a run's
-``recipe.yaml`` names exactly what it read. Only the readable data files at the top of the named folder are
-downloaded (``snapshot_download`` into the Hub cache, once: after that ``HF_HUB_OFFLINE=1`` reads the cached
-copy); nothing is downloaded that the recipe does not name.
+and ``datasets`` accept), so the revision (a branch, tag or commit) travels inside ``data.path``; a run first
+pins a branch or tag to the commit it names (``pin_hub_revision``), so its ``recipe.yaml`` names exactly what
+it read. Only the readable data files at the top of the named folder are downloaded (``snapshot_download``
+into the Hub cache, once: after that ``HF_HUB_OFFLINE=1`` reads the cached copy); nothing is downloaded that
+the recipe does not name.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from .config import DataConfig
 from .readers import TABLE_SUFFIXES, DataFormatError
 
 HUB_PREFIX = "hf://"
+_COMMIT = re.compile(r"[0-9a-f]{40}")  # a full commit hash: the one kind of revision that cannot move
 DATA_SUFFIXES = (*TABLE_SUFFIXES, ".inter", ".item")  # every file one of the readers can read
 READABLE = (
     "interactions.* and items.* (CSV, Parquet or JSON Lines), RecBole <name>.inter + <name>.item, or Amazon review JSON"
@@ -84,6 +87,25 @@ def parse_hub_data_path(path: str) -> HubDataPath:
     return HubDataPath(uri.id, uri.revision, uri.path_in_repo.strip("/"), path)
 
 
+def pin_hub_revision(config: DataConfig, say=print) -> None:
+    """Rewrite a ``data.path`` on the Hub that names a branch or tag (or none: main) to the commit it names now.
+
+    Why: a branch moves. A run's ``recipe.yaml`` must name the data it read, not whatever ``main`` holds
+    later, and the collaborative SASRec cached for this data (keyed by the data settings) must not be reused
+    for other files pushed to the same branch. A path that already names a full commit is left as it is.
+    """
+    if not is_hub_path(config.path):
+        return
+    hub = parse_hub_data_path(config.path)
+    if hub.revision and _COMMIT.fullmatch(hub.revision):
+        return
+    _, snapshot = _download(config, hub)
+    inside = f"/{hub.path_in_repo}" if hub.path_in_repo else ""
+    pinned = f"{HUB_PREFIX}datasets/{hub.repo_id}@{snapshot.name}{inside}"
+    say(f"data: {config.path} is commit {snapshot.name} of dataset {hub.repo_id}; the run reads {pinned}")
+    config.path = pinned
+
+
 def download_hub_data(config: DataConfig, verbose: bool = True) -> tuple[Path, str]:
     """(local path the readers read, data set name) for a ``data.path`` on the Hub.
 
@@ -91,6 +113,14 @@ def download_hub_data(config: DataConfig, verbose: bool = True) -> tuple[Path, s
     ``data.interactions_file`` / ``data.items_file`` name there) into the Hub cache, or finds them there.
     """
     hub = parse_hub_data_path(config.path)
+    root, snapshot = _download(config, hub)
+    if verbose:
+        print(f"data: {hub.url} is commit {snapshot.name} of dataset {hub.repo_id} (Hub cache: {snapshot})")
+    return root, hub.name
+
+
+def _download(config: DataConfig, hub: HubDataPath) -> tuple[Path, Path]:
+    """(the path the readers read, the snapshot folder, named by its commit) of the data files ``config`` names."""
     prefix = f"{hub.folder}/" if hub.folder else ""
     named = [name for name in (config.interactions_file, config.items_file) if name]
     for name in named:
@@ -124,9 +154,7 @@ def download_hub_data(config: DataConfig, verbose: bool = True) -> tuple[Path, s
             f"{hub.path_in_repo} is not in {hub.url} (commit {snapshot.name[:12]}), whose data files there are "
             f"{', '.join(present)}; fix the file name at the end of data.path"
         )
-    if verbose:
-        print(f"data: {hub.url} is commit {snapshot.name} of dataset {hub.repo_id} (Hub cache: {snapshot})")
-    return root, hub.name
+    return root, snapshot
 
 
 def _snapshot(hub: HubDataPath, patterns: list[str], ignore: list[str]) -> str:
