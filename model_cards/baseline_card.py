@@ -81,7 +81,7 @@ def render_baseline_card(run_dir: Path, repo_id: str | None = None) -> ModelCard
 
 def _shared_context(run_dir: Path, metrics: dict, recipe: dict, recipe_text: str, repo_id: str | None) -> dict:
     data = recipe.get("data", {})
-    dataset_name, dataset_readme = _dataset_info(str(data.get("path", "data")))
+    dataset_id, dataset_name, dataset_readme = _dataset_info(str(data.get("path", "data")))
     evaluation = recipe.get("evaluation", {})
     ks = [k for k in evaluation.get("ks", [5, 10, 20]) if f"test/recall@{k}" in metrics]
     steps = metrics.get("train/steps")
@@ -91,7 +91,7 @@ def _shared_context(run_dir: Path, metrics: dict, recipe: dict, recipe_text: str
         "recipe_yaml": recipe_text.rstrip("\n"),
         "seed": recipe.get("seed"),
         "data": data,
-        "dataset_id": Path(str(data.get("path", "data"))).name,
+        "dataset_id": dataset_id,
         "dataset_name": dataset_name,
         "dataset_readme": dataset_readme,
         "num_users": metrics.get("data/users"),

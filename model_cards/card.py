@@ -403,11 +403,11 @@ def _data_context(metrics: dict[str, Any], recipe: dict[str, Any]) -> dict[str, 
     """The data set, its counts and the split sizes, as the run recorded them."""
     data = recipe.get("data", {})
     data_path = str(data.get("path", "data"))
-    dataset_name, dataset_readme = _dataset_info(data_path)
+    dataset_id, dataset_name, dataset_readme = _dataset_info(data_path)
     num_users, test_users = metrics.get("data/users"), metrics.get("test/users")
     return {
         "data": data,
-        "dataset_id": Path(data_path).name,
+        "dataset_id": dataset_id,
         "dataset_name": dataset_name,
         "dataset_readme": dataset_readme,
         "num_users": num_users,

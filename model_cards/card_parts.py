@@ -16,6 +16,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult
 
+from ..training.data.hub_data import is_hub_path, parse_hub_data_path
+
 PLOT_FILE = "training.png"
 RANKING_METRICS = (("recall", "Recall"), ("ndcg", "NDCG"))
 TAGS = ["sidrec", "generative-recommendation", "semantic-ids", "recommendation"]
@@ -35,12 +37,17 @@ def _count_parameters(model_dir: Path) -> int | None:
     return sum(prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
 
 
-def _dataset_info(path: str) -> tuple[str, str | None]:
-    """A readable name for the data set (its README's title) and the README's location, when found.
+def _dataset_info(path: str) -> tuple[str, str, str | None]:
+    """(id, readable name, README location) of the data set a run read.
 
-    Recipes keep data paths relative to the project root, so the README is looked up from the
-    current directory and from the project root.
+    A data set on the Hub is named by its repository (``owner/name``): the card's ``datasets`` metadata and
+    model-index then link to it, and a pinned path's ``@<commit>`` stays out of the name. A local folder is
+    named by its README's title; recipes keep data paths relative to the project root, so the README is looked
+    up from the current directory and from the project root.
     """
+    if is_hub_path(path):
+        hub = parse_hub_data_path(path)
+        return hub.repo_id, hub.name, None
     candidates = [Path(path)]
     if not Path(path).is_absolute():
         candidates.append(Path(__file__).resolve().parents[1] / path)
@@ -49,9 +56,9 @@ def _dataset_info(path: str) -> tuple[str, str | None]:
         if readme.exists():
             for line in readme.read_text(encoding="utf-8").splitlines():
                 if line.startswith("# "):
-                    return line[2:].strip(), f"{path}/README.md"
-            return Path(path).name, f"{path}/README.md"
-    return Path(path).name, None
+                    return Path(path).name, line[2:].strip(), f"{path}/README.md"
+            return Path(path).name, Path(path).name, f"{path}/README.md"
+    return Path(path).name, Path(path).name, None
 
 
 def _eval_results(metrics: dict[str, Any], context: dict[str, Any]) -> list[EvalResult]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from datasets import load_dataset
-from huggingface_hub import DatasetCard, HfApi, snapshot_download
+from huggingface_hub import DatasetCard, HfApi, ModelCard, snapshot_download
 
 from sidrec.hub import HubPushWarning, push_dataset
 from sidrec.training.data import DataConfig, DataFormatError, SequentialData, load_sequential_data
@@ -243,6 +243,9 @@ def test_a_recipe_trains_on_a_hub_id(hub_server, scientific_repo, tmp_path):
     assert f"data: {data_path} is commit {commit}" in out_text  # the run says which commit of the repository it read
     # ... and its recipe.yaml names that commit, not the branch, which may hold other files tomorrow
     assert yaml.safe_load((out / "recipe.yaml").read_text())["data"]["path"] == f"{data_path}@{commit}"
+    card = ModelCard.load(out / "model" / "README.md")  # the card links the dataset repository, not "<name>@<commit>"
+    assert card.data.datasets == [scientific_repo]
+    assert card.data.eval_results[0].dataset_type == scientific_repo
     metrics = json.loads((out / "metrics.json").read_text())
     settings = dict(item.removeprefix("data.").split("=", 1) for item in TINY_DATA if item.startswith("data."))
     settings = {key: yaml.safe_load(value) for key, value in settings.items()} | {"path": str(SCIENTIFIC)}
