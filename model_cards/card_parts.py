@@ -16,8 +16,6 @@ from typing import Any
 
 from huggingface_hub import EvalResult
 
-from ..training.data.hub_data import is_hub_path, parse_hub_data_path
-
 PLOT_FILE = "training.png"
 RANKING_METRICS = (("recall", "Recall"), ("ndcg", "NDCG"))
 TAGS = ["sidrec", "generative-recommendation", "semantic-ids", "recommendation"]
@@ -45,6 +43,8 @@ def _dataset_info(path: str) -> tuple[str, str, str | None]:
     named by its README's title; recipes keep data paths relative to the project root, so the README is looked
     up from the current directory and from the project root.
     """
+    from ..training.data.hub_data import is_hub_path, parse_hub_data_path  # training imports the cards
+
     if is_hub_path(path):
         hub = parse_hub_data_path(path)
         return hub.repo_id, hub.name, None
