@@ -204,7 +204,8 @@ GRIDS: dict[str, list[GridRun]] = {
         _ablation("tiger-demo", "rq-kmeans", "quantizer.method=rq_kmeans", "quantizer.kmeans_iterations=50"),
     ],
     # TIGER reproduced on the TIGER benchmark: the paper's recommender, trained on CPU to its stopping rule.
-    "beauty-reproduction": [_beauty("tiger")],
+    # Then SODA over collaborative codes with the same model and schedule: Beauty's method row on that baseline.
+    "beauty-reproduction": [_beauty("tiger"), _beauty("tiger-cf-soda")],
     "beauty-collaborative": [
         _beauty("tiger-cf-cpu"),
         _beauty("tiger-cf-soda-cpu"),
