@@ -6,7 +6,6 @@ both build on it without importing each other.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import struct
@@ -102,12 +101,12 @@ def _method(recipe: dict[str, Any]) -> tuple[str, str]:
     codes is ``tiger+soda`` (TIGER + SODA), never DIGER.
     """
     from ..training.errors import RecipeError
-    from ..training.recipe import Recipe, recipe_from_dict
+    from ..training.recipe import Recipe, known_keys, recipe_from_dict
     from ..training.registry import method_name, recipe_sections
 
     sections = recipe_sections()
-    known = _known_keys({k: v for k, v in recipe.items() if k not in sections}, Recipe)
-    known.update({k: _known_keys(v, sections[k]) for k, v in recipe.items() if k in sections})
+    known = known_keys({k: v for k, v in recipe.items() if k not in sections}, Recipe)
+    known.update({k: known_keys(v, sections[k]) for k, v in recipe.items() if k in sections})
     try:  # a recipe.yaml from an older sidrec may hold keys since removed: they named no method
         name = method_name(recipe_from_dict(known))
     except (RecipeError, TypeError):
@@ -115,20 +114,6 @@ def _method(recipe: dict[str, Any]) -> tuple[str, str]:
     base, *plug_ins = name.split("+")
     label = "DIGER" if base.startswith("diger") else METHOD_LABELS.get(base, base.upper())
     return name, " + ".join([label, *(plug_in.upper() for plug_in in plug_ins)])
-
-
-def _known_keys(values: Any, cls: type) -> Any:
-    """``values`` without the keys that dataclass ``cls`` (and its section dataclasses) does not know."""
-    if not isinstance(values, dict) or not dataclasses.is_dataclass(cls):
-        return values
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kept = {}
-    for key, value in values.items():
-        if key in fields:
-            default = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
-            section = type(default()) if default is not None else None
-            kept[key] = _known_keys(value, section) if section is not None else value
-    return kept
 
 
 def _plot_source(run_dir: Path) -> Path | None:

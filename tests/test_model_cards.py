@@ -366,3 +366,13 @@ def test_the_installed_wheel_renders_cards_loads_the_metric_and_recommends(tiny_
     assert found["metric_file"].startswith(str(target))
     assert found["scores"]["recall@1"] == 0.0 and found["scores"]["recall@3"] == 1.0
     assert len(set(found["items"])) == 5 and all(item >= 0 for item in found["items"])
+
+
+def test_method_settings_on_the_card_fill_in_the_objectives_own_defaults():
+    """The card's SODA / DMRec settings come from the objective's signature, not from defaults typed twice."""
+    from sidrec.training.objectives import objective_settings
+
+    soda = {"weight": 0.5, "temperature": 1.0, "direction": "item_to_user", "negatives": "in_batch"}
+    assert objective_settings({"ce": 1.0, "soda": 0.5}, "soda") == soda
+    assert objective_settings({"ce": 1.0}, "soda") is None
+    assert objective_settings({"dmrec": {"beta": 0.1}}, "dmrec") == {"weight": 1.0, "strategy": "mddm", "beta": 0.1}

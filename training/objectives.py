@@ -9,6 +9,7 @@ with every method that ships (``build_objectives`` is re-exported there).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -86,3 +87,17 @@ def build_objectives(spec: dict[str, Any]) -> dict[str, Objective]:
         except TypeError as error:  # a misspelt or unknown option: name the objective and what it takes
             raise ValueError(f"objective {name!r} in training.objectives: {error}") from error
     return objectives
+
+
+def objective_settings(objectives: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    """Objective ``name``'s options as a run used them: the recipe's values over the class's own defaults.
+
+    What a model card states, read from the objective's signature so that the card cannot go on naming a
+    default the code no longer has. None when the recipe's ``objectives`` mapping does not name it.
+    """
+    if not objectives or name not in objectives:
+        return None
+    options = objectives[name] if isinstance(objectives[name], dict) else {"weight": objectives[name]}
+    parameters = inspect.signature(OBJECTIVES[name].__init__).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    return {**defaults, **options}

@@ -277,6 +277,24 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     tree[leaf] = value
 
 
+def known_keys(values: Any, cls: type) -> Any:
+    """``values`` without the keys that dataclass ``cls`` (and its section dataclasses) does not know.
+
+    For reading a ``recipe.yaml`` an older sidrec wrote (model cards, a method's card settings): keys since
+    removed are dropped there, where they can no longer mean anything, rather than refused.
+    """
+    if not isinstance(values, dict) or not dataclasses.is_dataclass(cls):
+        return values
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kept = {}
+    for key, value in values.items():
+        if key in fields:
+            default = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
+            section = type(default()) if default is not None else None
+            kept[key] = known_keys(value, section) if section is not None else value
+    return kept
+
+
 def recipe_from_dict(values: dict[str, Any]) -> Recipe:
     """Build a :class:`Recipe`, rejecting unknown keys with a hint (method sections come from the registry)."""
     if not isinstance(values, dict):

@@ -25,7 +25,7 @@ from ...modeling.modeling_mult_vae import MultVAEForCollaborativeFiltering
 from ..data import load_sequential_data, random_split
 from ..data.item_sets import ItemSetCollator
 from ..errors import RecipeError
-from ..objectives import Objective, build_objectives, register_objective
+from ..objectives import Objective, build_objectives, objective_settings, register_objective
 from ..ranking import ItemSetRanker
 from ..recipe import Recipe, refuse_keep_shards
 from ..registry import SOURCE_SUFFIXES, Method, register_method
@@ -249,13 +249,12 @@ def build_model(recipe: Recipe, parts: ModelParts) -> BuiltModel | None:
 
 
 def card_settings(recipe: dict) -> dict | None:
-    """The DMRec section merged with its objective's strategy and beta, or None for other methods."""
+    """The DMRec section merged with its objective's options (strategy, beta, weight), or None for other methods."""
     section = recipe.get("dmrec") or {}
     if not section.get("enabled"):
         return None
-    objective = (recipe.get("training", {}).get("objectives") or {}).get("dmrec") or {}
-    options = objective if isinstance(objective, dict) else {"weight": objective}
-    return {"strategy": "mddm", "beta": 0.5, "weight": 1.0, **section, **options}
+    objectives = (recipe.get("training") or {}).get("objectives") or {}
+    return {**objective_settings({"dmrec": {}, **objectives}, "dmrec"), **section}  # defaults when not named
 
 
 METHOD = register_method(

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ...modeling.configuration_sid_t5 import NUM_SPECIAL_TOKENS
 from ..errors import RecipeError
-from ..objectives import Objective, register_objective
+from ..objectives import Objective, objective_settings, register_objective
 from ..registry import Method, register_method
 
 if TYPE_CHECKING:
@@ -144,11 +144,7 @@ def check_recipe(recipe: Recipe, objectives: dict[str, Objective]) -> None:
 
 def card_settings(recipe: dict) -> dict | None:
     """The SODA objective's options (defaults filled in) for the model card, or None when the run does not use it."""
-    objectives = (recipe.get("training") or {}).get("objectives") or {}
-    if "soda" not in objectives:
-        return None
-    options = objectives["soda"] if isinstance(objectives["soda"], dict) else {"weight": objectives["soda"]}
-    return {"weight": 1.0, "temperature": 1.0, "direction": "item_to_user", "negatives": "in_batch", **options}
+    return objective_settings((recipe.get("training") or {}).get("objectives"), "soda")
 
 
 METHOD = register_method(

@@ -24,7 +24,7 @@ from ....tokenization.configuration_quantizer import LOGIT_MODES
 from ....tokenization.semantic_codes import code_statistics
 from ...errors import RecipeError
 from ...objectives import Objective, register_objective
-from ...recipe import Recipe, refuse_keep_shards, refuse_with_codes_from
+from ...recipe import Recipe, known_keys, refuse_keep_shards, refuse_with_codes_from
 from ...registry import SOURCE_SUFFIXES, Method, register_method
 from ...stages.models import BuiltModel, ModelParts
 from .frozen_levels import FrozenCodeLevelsCallback, check_frozen_levels
@@ -262,8 +262,7 @@ def card_settings(recipe: dict[str, Any]) -> dict[str, Any] | None:
     joint = recipe.get("joint") or {}
     if not joint.get("enabled"):
         return None
-    known = {name: value for name, value in joint.items() if name in JointRecipe.__dataclass_fields__}
-    section = JointRecipe(**known)
+    section = JointRecipe(**known_keys(joint, JointRecipe))  # a recipe.yaml from an older sidrec may hold more
     return {**dataclasses.asdict(section), **section.resolved()}
 
 
