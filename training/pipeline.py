@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from accelerate import PartialState
 from transformers import EarlyStoppingCallback
 
 from ..model_cards.card import write_model_card
@@ -29,7 +28,7 @@ from .registry import first_answer, method_name, registered_methods
 from .semantic_id_task import SemanticIDTask
 from .stages.fitting import train_and_test, training_arguments
 from .stages.results import prefixed, training_figures, write_test_ranks
-from .stages.run_dir import exclusive_directory, start_run, write_run_files
+from .stages.run_dir import exclusive_directory, main_process_print, start_run, write_run_files
 from .tasks import Task
 from .trainer import SIDTrainer
 
@@ -45,7 +44,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
     """Run a recipe end to end; returns the flat metrics dict also written to ``metrics.json``."""
     check_recipe(recipe)
     task = task_for(recipe)
-    pin_hub_revision(recipe.data, say=print if PartialState().is_main_process else lambda *a, **k: None)
+    pin_hub_revision(recipe.data, say=main_process_print())
     ensure_collaborative_run(recipe)  # a SASRec the codes read, trained before this run starts
     state, say, output_dir = start_run(recipe, overwrite_output_dir)
     started = time.time()

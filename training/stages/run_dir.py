@@ -36,6 +36,11 @@ def prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
+def main_process_print(state: PartialState | None = None):
+    """``print`` in the main process, a no-op in the others: one line per run, not one per process."""
+    return print if (state or PartialState()).is_main_process else (lambda *a, **k: None)
+
+
 def start_run(recipe: Recipe, overwrite_output_dir: bool):
     """What every task does first: claim the output directory, set threads and seed.
 
@@ -43,7 +48,7 @@ def start_run(recipe: Recipe, overwrite_output_dir: bool):
     output directory.
     """
     state = PartialState()
-    say = print if state.is_main_process else (lambda *a, **k: None)
+    say = main_process_print(state)
     output_dir = Path(recipe.output_dir)
     prepare_output_dir(output_dir, overwrite_output_dir)
     state.wait_for_everyone()
