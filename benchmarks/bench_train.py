@@ -12,9 +12,9 @@ precisions.
 ``--real RECIPE``: the real training path. The recipe's data, codes (RQ-KMeans, fitted in seconds: the
 codes' values do not change a step's cost), model, collator, length-grouped sampler and ``SIDTrainer``,
 trained ``--warmup + --steps`` steps with evaluation and saving off, once per variant of ``VARIANTS``
-(recipe overrides), the variants alternated for ``--rounds`` rounds in one process so that both see
-the same machine state. Writes both rates (the median over rounds of examples per second after the
-warm-up) and ``speedup`` = new / today.
+(recipe overrides), the variants alternated for ``--rounds`` rounds, each timing in a fresh process so
+that no variant's process-wide settings or heap reach another's. Writes both rates (the median over
+rounds of examples per second after the warm-up) and ``speedup`` = new / today.
 
     python benchmarks/bench_train.py --real configs/beauty-tiger.yaml --output benchmarks/results/train_speed_cpu.json
 """
@@ -25,6 +25,9 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,9 +43,10 @@ SIZES = {
 }
 
 # The real-path variants: today's defaults against the new ones (recipe overrides over the recipe itself).
+# `bench.todays_step=true` trains with the step as it was before the CPU-step changes (see _TodaysStep).
 VARIANTS: dict[str, list[str]] = {
-    "today": ["training.precision=fp32", "model.attn_implementation=sdpa"],
-    "new": ["training.precision=bf16", "model.attn_implementation=eager"],
+    "today": ["training.precision=fp32", "model.attn_implementation=sdpa", "bench.todays_step=true"],
+    "new": ["training.precision=bf16", "model.attn_implementation=eager", "training.fast_dropout=true"],
 }
 
 
@@ -101,8 +105,35 @@ class _StepClock(TrainerCallback):
             self.seconds = time.perf_counter() - self.started
 
 
+def _todays_step(trainer_class):
+    """``trainer_class`` training as ``SIDTrainer`` trained before the CPU-step changes of issue 34.
+
+    That is: PyTorch's deterministic mode with its default ``fill_uninitialized_memory`` and glibc's default
+    large-block policy. (The feed-forward cast that ``skip_autocast_round_trip`` removes exists only under
+    autocast, so today's fp32 step is the same with or without it.) The baseline of the speed-up.
+    """
+    from transformers import Trainer
+
+    from sidrec.training.trainer import ObjectiveTrainer
+
+    class TodaysStep(trainer_class):
+        def train(self, *args, **kwargs):
+            before = torch.are_deterministic_algorithms_enabled()
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            try:
+                return Trainer.train(self, *args, **kwargs)
+            finally:
+                torch.use_deterministic_algorithms(before)
+
+    assert issubclass(trainer_class, ObjectiveTrainer)
+    return TodaysStep
+
+
 def real_rate(recipe_path: str, overrides: list[str], warmup: int, steps: int, workdir: Path) -> float:
-    """Examples per second of ``steps`` real training steps of the recipe (after ``warmup`` steps)."""
+    """Examples per second of ``steps`` real training steps of the recipe (after ``warmup`` steps).
+
+    ``bench.todays_step=true`` among the overrides trains with the step as it was (:func:`_todays_step`).
+    """
     from sidrec.training.data import SemanticIDCollator, load_sequential_data
     from sidrec.training.methods import build_objectives
     from sidrec.training.recipe import load_recipe
@@ -110,6 +141,8 @@ def real_rate(recipe_path: str, overrides: list[str], warmup: int, steps: int, w
     from sidrec.training.stages.models import build_recommender
     from sidrec.training.trainer import SIDTrainer
 
+    todays_step = "bench.todays_step=true" in overrides
+    overrides = [item for item in overrides if not item.startswith("bench.")]
     recipe = load_recipe(recipe_path, ["quantizer.method=rq_kmeans", *overrides])
     data = load_sequential_data(recipe.data, verbose=False)
     built = build_recommender(recipe, data, say=lambda *_: None)
@@ -126,7 +159,8 @@ def real_rate(recipe_path: str, overrides: list[str], warmup: int, steps: int, w
             "disable_tqdm": True,
         },
     )
-    trainer = SIDTrainer(
+    trainer_class = _todays_step(SIDTrainer) if todays_step else SIDTrainer
+    trainer = trainer_class(
         model=built.model,
         args=arguments,
         train_dataset=with_lengths(data.splits["train"]),
@@ -134,15 +168,25 @@ def real_rate(recipe_path: str, overrides: list[str], warmup: int, steps: int, w
         data_collator=SemanticIDCollator(built.tokenizer, seed=recipe.seed),
         objectives=build_objectives(recipe.training.objectives),
         deterministic=recipe.training.deterministic,
+        fast_dropout=recipe.training.fast_dropout,
         callbacks=[clock],
     )
     trainer.train()
     return recipe.training.batch_size * steps / clock.seconds
 
 
-def real(args) -> dict:
-    import tempfile
+def _rate_in_fresh_process(args, overrides: list[str]) -> float:
+    """:func:`real_rate` in a new Python process: a variant's process-wide settings (the allocator policy of
+    ``keep_freed_memory``, PyTorch's switches) and its heap never reach the next variant's timing."""
+    command = [sys.executable, __file__, "--one-rate", args.real, "--steps", str(args.steps)]
+    command += ["--warmup", str(args.warmup), *(f"--override={item}" for item in overrides)]
+    finished = subprocess.run(command, capture_output=True, text=True, check=False)
+    if finished.returncode != 0:
+        raise RuntimeError(f"timing {overrides} failed:\n{finished.stderr[-3000:]}")
+    return float(finished.stdout.strip().splitlines()[-1])
 
+
+def real(args) -> dict:
     variants = VARIANTS
     if args.variant:
         variants = {}
@@ -150,12 +194,11 @@ def real(args) -> dict:
             name, _, overrides = text.partition("=")
             variants[name] = [item for item in overrides.split(",") if item]
     rates: dict[str, list[float]] = {name: [] for name in variants}
-    with tempfile.TemporaryDirectory() as workdir:
-        for round_ in range(args.rounds):
-            for name, overrides in variants.items():
-                rate = real_rate(args.real, overrides, args.warmup, args.steps, Path(workdir))
-                rates[name].append(round(rate, 1))
-                print(f"round {round_ + 1} {name}: {rate:.1f} examples/s", flush=True)
+    for round_ in range(args.rounds):
+        for name, overrides in variants.items():
+            rate = _rate_in_fresh_process(args, overrides)
+            rates[name].append(round(rate, 1))
+            print(f"round {round_ + 1} {name}: {rate:.1f} examples/s", flush=True)
     medians = {name: statistics.median(values) for name, values in rates.items()}
     if set(variants) != {"today", "new"}:
         return {
@@ -202,6 +245,8 @@ def main() -> None:
         default=None,
         help="with --real: NAME=override,override (repeatable) in place of today/new, to probe options",
     )
+    parser.add_argument("--one-rate", default=None, help=argparse.SUPPRESS)  # one variant's rate, for real()
+    parser.add_argument("--override", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--size", choices=sorted(SIZES), default="tiger")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--history", type=int, default=20, help="items per history (4 tokens each + 1)")
@@ -212,6 +257,10 @@ def main() -> None:
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
 
+    if args.one_rate:
+        with tempfile.TemporaryDirectory() as workdir:
+            print(real_rate(args.one_rate, args.override, args.warmup, args.steps, Path(workdir)))
+        return
     result = real(args) if args.real else synthetic(args)
     print(json.dumps(result))
     if args.output:

@@ -52,8 +52,15 @@ def kill_after_first_checkpoint(command: list[str], output_dir: Path, timeout: f
     raise AssertionError(f"no checkpoint appeared before the run ended: {process.stderr.read().decode()[-2000:]}")
 
 
+FAST_STEP = ["training.precision=bf16", "model.attn_implementation=eager", "training.fast_dropout=true"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("method, extra", [("tiger", []), ("diger", JOINT)], ids=["tiger", "diger"])
+@pytest.mark.parametrize(
+    "method, extra",
+    [("tiger", []), ("diger", JOINT), ("tiger", FAST_STEP)],
+    ids=["tiger", "diger", "tiger-bf16-fast-dropout"],
+)
 def test_a_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path, method, extra):
     recipe = recipe_file(tmp_path)
     straight, halted = tmp_path / "straight", tmp_path / "halted"

@@ -1,11 +1,17 @@
-"""Training at the CPU's speed without changing what is trained: bf16 autocast and length-grouped batches."""
+"""Training at the CPU's speed without changing what is trained: bf16 autocast, length-grouped batches, and
+the step's costs that change no number (training/cpu_step.py)."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
+from transformers import TrainerCallback
+from transformers.models.t5.modeling_t5 import T5DenseActDense
 
 from sidrec import SIDT5ForConditionalGeneration
+from sidrec.training.cpu_step import keep_freed_memory, restore_freed_memory, skip_autocast_round_trip
 from sidrec.training.data import SemanticIDCollator
 from sidrec.training.errors import RecipeError
 from sidrec.training.methods import build_objectives
@@ -102,3 +108,68 @@ def test_the_length_grouped_sampler_visits_every_example_once_per_epoch(tokenize
 
     shuffled = torch.randperm(len(split), generator=torch.Generator().manual_seed(0)).tolist()
     assert padded(order) < 0.8 * padded(shuffled)
+
+
+def test_skipping_t5s_feed_forward_cast_changes_no_number_under_autocast(tokenizer, scientific):
+    """bf16 -> fp32 -> bf16 is exact, so the skipped round trip leaves loss and gradients identical."""
+    torch.manual_seed(0)
+    model = SIDT5ForConditionalGeneration(tiny_config(tokenizer, dropout_rate=0.0)).train()
+    batch = real_batch(tokenizer, scientific, rows=32)
+    inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
+
+    def loss_and_grads():
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**inputs).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    before = loss_and_grads()
+    blocks = sum(type(m) is T5DenseActDense for m in model.modules())
+    assert blocks == 4 and skip_autocast_round_trip(model) == blocks
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    after = loss_and_grads()
+    assert torch.equal(after[0], before[0])
+    assert all(torch.equal(a, b) for a, b in zip(after[1], before[1], strict=True))
+    assert model.state_dict().keys() == state.keys()  # the same weights under the same names
+
+
+def test_training_keeps_freed_memory_and_skips_the_memory_fill_then_restores_both(
+    tokenizer, scientific, tmp_path, monkeypatch
+):
+    """Inside ``train``: deterministic algorithms on, ``fill_uninitialized_memory`` off, glibc keeping freed
+    memory; afterwards all as before."""
+    import sidrec.training.trainer as trainer_module
+
+    seen, allocator = [], []
+    keep, restore = keep_freed_memory, restore_freed_memory
+    monkeypatch.setattr(trainer_module, "keep_freed_memory", lambda: allocator.append("keep") or keep())
+    monkeypatch.setattr(trainer_module, "restore_freed_memory", lambda: allocator.append("restore") or restore())
+
+    class Probe(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            seen.append(
+                (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)
+            )
+            allocator.append("step")
+
+    args = training_arguments(
+        load_recipe(DEMO),
+        tmp_path,
+        {"max_steps": 2, "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False},
+    )
+    trainer = SIDTrainer(
+        model=SIDT5ForConditionalGeneration(tiny_config(tokenizer)),
+        args=args,
+        train_dataset=with_lengths(scientific.splits["train"].select(range(128))),
+        processing_class=tokenizer,
+        data_collator=SemanticIDCollator(tokenizer),
+        objectives=build_objectives({"ce": 1.0}),
+        callbacks=[Probe()],
+    )
+    before = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    trainer.train()
+    assert seen == [(True, False), (True, False)]
+    assert (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory) == before
+    if sys.platform.startswith("linux"):  # glibc: mallopt took the settings, so they are put back after
+        assert allocator == ["keep", "step", "step", "restore"]

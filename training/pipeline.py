@@ -60,6 +60,7 @@ def run(recipe: Recipe, overwrite_output_dir: bool = False, trainer_overrides: d
         objectives=build_objectives(recipe.training.objectives),
         ranking_ks=tuple(recipe.evaluation.ks),
         deterministic=recipe.training.deterministic,
+        fast_dropout=recipe.training.fast_dropout,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=recipe.training.early_stopping_patience)]
         + prepared.callbacks,
         **prepared.trainer_options,

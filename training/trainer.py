@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,8 @@ import torch
 from accelerate.utils import gather_object
 from transformers import Trainer
 
+from .cpu_step import keep_freed_memory, restore_freed_memory, skip_autocast_round_trip
+from .fast_dropout import use_fast_dropout
 from .objectives import Objective
 from .ranking import GenerativeRanker, Ranker, score_rankings
 
@@ -25,6 +28,8 @@ class ObjectiveTrainer(Trainer):
         objectives: name -> :class:`~sidrec.training.objectives.Objective` (see ``build_objectives``).
         learning_rates: parameter-name prefix -> learning rate (e.g. ``{"quantizer.": 1e-5}`` for a
             trainable tokenizer beside a 1e-3 recommender); other parameters use ``args.learning_rate``.
+        deterministic: PyTorch's deterministic algorithms while training (see :meth:`train`).
+        fast_dropout: draw the model's dropout masks with numpy's SFC64 (``training/fast_dropout.py``).
     """
 
     def __init__(
@@ -33,31 +38,47 @@ class ObjectiveTrainer(Trainer):
         objectives: dict[str, Objective],
         learning_rates: dict[str, float] | None = None,
         deterministic: bool = True,
+        fast_dropout: bool = False,
         **kwargs,
     ):
         self.learning_rates = dict(learning_rates or {})
         super().__init__(*args, **kwargs)
         self.objectives = objectives
         self.deterministic = deterministic
+        skip_autocast_round_trip(self.model)  # the same numbers, fewer copies of T5's largest activation
+        if fast_dropout:
+            use_fast_dropout(self.model)
         # Per-step figures stay detached tensors until a logging step: a `.item()` per step would stall a GPU.
         self._figures: dict[str, list[torch.Tensor]] = defaultdict(list)
 
     def train(self, *args, **kwargs):
-        """``Trainer.train`` with PyTorch's deterministic algorithms on (``deterministic=True``), then restored.
+        """``Trainer.train`` with PyTorch's deterministic algorithms on (``deterministic=True``) and freed memory
+        kept for reuse (:func:`~sidrec.training.cpu_step.keep_freed_memory`), both restored afterwards.
 
         With two CPU threads the joint DIGER/SODA step is not reproducible otherwise: the backward of its
         code-embedding gather accumulates rows in a thread-dependent order (measured: the gradients of
         two identical steps differ by ~1e-9, and a one-epoch run moves Recall@10 by 10%). The switch is
         scoped to training, so importing or using sidrec changes no process-wide setting.
+
+        The switch also turns on ``torch.utils.deterministic.fill_uninitialized_memory``, a debugging aid that
+        writes every new tensor's memory before use; no correct operation reads it, so results do not depend
+        on it, but it cost 30% of a TIGER-size bf16 step on CPU (a profile of the Beauty recipe: 1,350
+        ``fill_`` calls a step). It is kept off while training.
         """
-        if not self.deterministic:
+        with contextlib.ExitStack() as restore:
+            if keep_freed_memory():
+                restore.callback(restore_freed_memory)
+            if self.deterministic:
+                settings = torch.utils.deterministic
+                restore.callback(setattr, settings, "fill_uninitialized_memory", settings.fill_uninitialized_memory)
+                restore.callback(
+                    torch.use_deterministic_algorithms,
+                    torch.are_deterministic_algorithms_enabled(),
+                    warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+                )
+                torch.use_deterministic_algorithms(True, warn_only=True)
+                settings.fill_uninitialized_memory = False
             return super().train(*args, **kwargs)
-        before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        try:
-            return super().train(*args, **kwargs)
-        finally:
-            torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
     def create_optimizer(self, model=None):
         """The stock optimizer, with one parameter group per ``learning_rates`` prefix (x decay / no decay)."""
