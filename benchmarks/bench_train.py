@@ -43,7 +43,7 @@ SIZES = {
 }
 
 # The real-path variants: today's defaults against the new ones (recipe overrides over the recipe itself).
-# `bench.todays_step=true` trains with the step as it was before the CPU-step changes (see _TodaysStep).
+# `bench.todays_step=true` trains with the step as it was before the CPU-step changes (see _todays_step).
 VARIANTS: dict[str, list[str]] = {
     "today": ["training.precision=fp32", "model.attn_implementation=sdpa", "bench.todays_step=true"],
     "new": ["training.precision=bf16", "model.attn_implementation=eager", "training.fast_dropout=true"],
@@ -105,8 +105,8 @@ class _StepClock(TrainerCallback):
             self.seconds = time.perf_counter() - self.started
 
 
-def _todays_step(trainer_class):
-    """``trainer_class`` training as ``SIDTrainer`` trained before the CPU-step changes of issue 34.
+def _todays_step():
+    """``SIDTrainer`` training as it trained before the CPU-step changes of issue 34.
 
     That is: PyTorch's deterministic mode with its default ``fill_uninitialized_memory`` and glibc's default
     large-block policy. (The feed-forward cast that ``skip_autocast_round_trip`` removes exists only under
@@ -114,9 +114,9 @@ def _todays_step(trainer_class):
     """
     from transformers import Trainer
 
-    from sidrec.training.trainer import ObjectiveTrainer
+    from sidrec.training.trainer import SIDTrainer
 
-    class TodaysStep(trainer_class):
+    class TodaysStep(SIDTrainer):
         def train(self, *args, **kwargs):
             before = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -125,7 +125,6 @@ def _todays_step(trainer_class):
             finally:
                 torch.use_deterministic_algorithms(before)
 
-    assert issubclass(trainer_class, ObjectiveTrainer)
     return TodaysStep
 
 
@@ -159,7 +158,7 @@ def real_rate(recipe_path: str, overrides: list[str], warmup: int, steps: int, w
             "disable_tqdm": True,
         },
     )
-    trainer_class = _todays_step(SIDTrainer) if todays_step else SIDTrainer
+    trainer_class = _todays_step() if todays_step else SIDTrainer
     trainer = trainer_class(
         model=built.model,
         args=arguments,
